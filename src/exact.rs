@@ -1,0 +1,188 @@
+//! The exact optimum of the (non-concave) allocation problem on a token grid, by
+//! dynamic programming: the reference that the price solution and the baselines are
+//! measured against.
+//!
+//! Grants are restricted to multiples of a grid step `δ`; with `K = budget/δ` cells
+//! and `k_i = cap_i/δ`, the table costs `O(Σ_i K·k_i) ≤ O(N·K²)` time and `O(N·K)`
+//! memory (one `u32` choice per query and cell, to recover the grants). A few hundred
+//! queries at a few thousand cells take well under a second; the solver refuses
+//! tables larger than [`ExactOptimum::MAX_TABLE`] entries rather than exhaust memory.
+//!
+//! The grid optimum is a lower bound on the true optimum; the gap is the *grid error*,
+//! at most `Σ_i max φ_i · δ`.
+
+use crate::error::{Error, Result};
+use crate::solver::{Allocation, AllocationPolicy, Query};
+
+/// Exact optimum by dynamic programming on a token grid.
+///
+/// ```
+/// use clear_alloc::{exact::ExactOptimum, AllocationPolicy, Allocator, Query, ShiftedSurge};
+///
+/// let queries: Vec<Query> = [(100.0, 60.0), (300.0, 120.0), (500.0, 200.0)]
+///     .iter()
+///     .map(|&(tau, w)| Query::new(ShiftedSurge::new(tau, w, 1.0).unwrap()).with_cap(2000))
+///     .collect();
+/// let optimum = ExactOptimum::new(10)?.allocate(&queries, 1200)?;
+/// let clear = Allocator::default().allocate(&queries, 1200)?;
+/// assert!(clear.total_utility() >= optimum.total_utility() - 1.0); // one ceiling
+/// # Ok::<(), clear_alloc::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExactOptimum {
+    grid: u64,
+    default_cap: u64,
+}
+
+impl ExactOptimum {
+    /// Largest DP table (queries × cells) the solver accepts.
+    pub const MAX_TABLE: u64 = 50_000_000;
+
+    /// A solver on a grid of `grid` tokens, with the default cap of
+    /// [`crate::Allocator::DEFAULT_CAP`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `grid` is 0.
+    pub fn new(grid: u64) -> Result<Self> {
+        if grid == 0 {
+            return Err(Error::InvalidOption {
+                option: "grid",
+                value: 0.0,
+                reason: "must be >= 1",
+            });
+        }
+        Ok(ExactOptimum {
+            grid,
+            default_cap: crate::Allocator::DEFAULT_CAP,
+        })
+    }
+
+    /// Cap for queries without one of their own.
+    pub fn with_default_cap(mut self, tokens: u64) -> Self {
+        self.default_cap = tokens;
+        self
+    }
+
+    /// The grid step in tokens.
+    pub fn grid(&self) -> u64 {
+        self.grid
+    }
+}
+
+impl AllocationPolicy for ExactOptimum {
+    fn name(&self) -> &str {
+        "exact DP"
+    }
+
+    /// # Errors
+    /// [`Error::InvalidQuery`] for an invalid weight; [`Error::InvalidOption`] when the
+    /// table would exceed [`ExactOptimum::MAX_TABLE`] entries.
+    fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
+        let cells = budget / self.grid;
+        let steps: Vec<u64> = queries
+            .iter()
+            .map(|q| (q.cap.unwrap_or(self.default_cap) / self.grid).min(cells))
+            .collect();
+        let table = (queries.len() as u64).saturating_mul(cells + 1);
+        if table > Self::MAX_TABLE || cells > u32::MAX as u64 {
+            return Err(Error::InvalidOption {
+                option: "grid",
+                value: self.grid as f64,
+                reason: "too fine for this budget and batch: the DP table is too large",
+            });
+        }
+        for (index, q) in queries.iter().enumerate() {
+            if !(q.weight.is_finite() && q.weight >= 0.0) {
+                return Err(Error::InvalidQuery {
+                    index,
+                    id: q.id.clone(),
+                    field: "weight",
+                    value: q.weight,
+                    reason: "must be finite and >= 0",
+                });
+            }
+        }
+        let cells = cells as usize;
+        // best[k]: the most utility the queries so far can get from at most k cells.
+        let mut best = vec![0.0f64; cells + 1];
+        let mut next = vec![0.0f64; cells + 1];
+        let mut choice = vec![0u32; queries.len() * (cells + 1)];
+        let mut values = Vec::new();
+        for (i, q) in queries.iter().enumerate() {
+            let most = steps[i] as usize;
+            values.clear();
+            values.extend(
+                (0..=most).map(|m| q.weight * q.curve.utility((m as u64 * self.grid) as f64)),
+            );
+            let row = &mut choice[i * (cells + 1)..(i + 1) * (cells + 1)];
+            for k in 0..=cells {
+                let (mut top, mut arg) = (best[k], 0);
+                for m in 1..=most.min(k) {
+                    let v = best[k - m] + values[m];
+                    if v > top {
+                        top = v;
+                        arg = m;
+                    }
+                }
+                next[k] = top;
+                row[k] = arg as u32;
+            }
+            std::mem::swap(&mut best, &mut next);
+        }
+        let mut grants = vec![0u64; queries.len()];
+        let mut k = cells;
+        for i in (0..queries.len()).rev() {
+            let m = choice[i * (cells + 1) + k] as usize;
+            grants[i] = m as u64 * self.grid;
+            k -= m;
+        }
+        Allocation::from_tokens(queries, grants, self.default_cap, Some(budget))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShiftedSurge;
+
+    #[test]
+    fn matches_brute_force_on_tiny_instances() {
+        let curves = [(20.0, 10.0, 1.0), (50.0, 5.0, 0.6), (0.0, 30.0, 0.3)];
+        let queries: Vec<Query> = curves
+            .iter()
+            .map(|&(t, w, p)| Query::new(ShiftedSurge::new(t, w, p).unwrap()).with_cap(100))
+            .collect();
+        for budget in [0u64, 10, 40, 75, 130, 300] {
+            let dp = ExactOptimum::new(5)
+                .unwrap()
+                .allocate(&queries, budget)
+                .unwrap();
+            let mut brute = 0.0f64;
+            for a in (0..=100).step_by(5) {
+                for b in (0..=100).step_by(5) {
+                    for c in (0..=100).step_by(5) {
+                        if a + b + c <= budget {
+                            let u = queries[0].curve.utility(a as f64)
+                                + queries[1].curve.utility(b as f64)
+                                + queries[2].curve.utility(c as f64);
+                            brute = brute.max(u);
+                        }
+                    }
+                }
+            }
+            approx::assert_relative_eq!(dp.total_utility(), brute, max_relative = 1e-12);
+            assert!(dp.total_tokens() <= budget);
+        }
+    }
+
+    #[test]
+    fn refuses_oversized_tables() {
+        let q = vec![Query::new(ShiftedSurge::new(1.0, 1.0, 1.0).unwrap()); 1000];
+        let err = ExactOptimum::new(1)
+            .unwrap()
+            .allocate(&q, 1_000_000)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidOption { option: "grid", .. }));
+        assert!(ExactOptimum::new(0).is_err());
+    }
+}

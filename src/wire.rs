@@ -1,0 +1,356 @@
+//! The JSON contract (feature `serde`): the request and response types of the
+//! allocator sidecar (`examples/allocate.rs`) and of the fitting program, and serde
+//! support for the curve.
+//!
+//! Every field of a [`QuerySpec`] is optional on the wire so that a missing or bad
+//! field is reported by [`QuerySpec::to_query`] with the query's position, id and the
+//! field's name, rather than by a generic deserialisation error.
+//!
+//! ```
+//! use clear_alloc::wire::{AllocationRequest, AllocationResponse};
+//!
+//! let request: AllocationRequest = serde_json::from_str(r#"{
+//!     "budget": 1000,
+//!     "queries": [
+//!         {"id": "easy", "threshold": 151, "width": 101, "ceiling": 0.95},
+//!         {"id": "hard", "threshold": 304, "alpha": 2e-6, "beta": 0.00357}
+//!     ]
+//! }"#)?;
+//! let response: AllocationResponse = request.run()?;
+//! assert!(response.total_tokens <= 1000);
+//! assert_eq!(response.allocations[0].id.as_deref(), Some("easy"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::ShiftedSurge;
+use crate::solver::{Allocation, Allocator, Decision, Query};
+
+/// One query as the JSON contract spells it: a threshold plus either `width` and
+/// `ceiling` or `alpha` and `beta`, and optionally `cap`, `weight` and `id`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    /// The caller's name for the query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Emergence threshold τ in tokens.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Surge width `w = 1/β` in tokens (with `ceiling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<f64>,
+    /// Ceiling `U∞` (with `width`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<f64>,
+    /// Amplitude α (with `beta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Surge rate β in 1/tokens (with `alpha`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// The query's own cap in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<u64>,
+    /// Priority weight (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+impl QuerySpec {
+    /// Validates the spec into a [`Query`]; `index` is its position, for errors.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] naming the query and the field that is missing,
+    /// conflicting or out of its domain.
+    pub fn to_query(&self, index: usize) -> Result<Query> {
+        let missing = |field: &'static str, reason: &'static str| Error::InvalidQuery {
+            index,
+            id: self.id.clone(),
+            field,
+            value: f64::NAN,
+            reason,
+        };
+        let threshold = self
+            .threshold
+            .ok_or_else(|| missing("threshold", "is missing"))?;
+        let curve = match (self.width, self.ceiling, self.alpha, self.beta) {
+            (Some(width), Some(ceiling), None, None) => {
+                ShiftedSurge::new(threshold, width, ceiling)
+            }
+            (None, None, Some(alpha), Some(beta)) => {
+                ShiftedSurge::from_alpha_beta(threshold, alpha, beta)
+            }
+            (Some(_), _, Some(_), _) | (Some(_), _, _, Some(_)) => {
+                return Err(missing(
+                    "width",
+                    "conflicts with alpha/beta: give width and ceiling, or alpha and beta",
+                ))
+            }
+            (Some(_), None, ..) => return Err(missing("ceiling", "is missing (width was given)")),
+            (None, Some(_), ..) => return Err(missing("width", "is missing (ceiling was given)")),
+            (None, None, Some(_), None) => {
+                return Err(missing("beta", "is missing (alpha was given)"))
+            }
+            (None, None, None, Some(_)) => {
+                return Err(missing("alpha", "is missing (beta was given)"))
+            }
+            _ => {
+                return Err(missing(
+                    "width",
+                    "is missing: give width and ceiling, or alpha and beta",
+                ))
+            }
+        }
+        .map_err(|e| e.for_query(index, self.id.as_deref()))?;
+        Ok(Query {
+            curve,
+            cap: self.cap,
+            weight: self.weight.unwrap_or(1.0),
+            id: self.id.clone(),
+        })
+    }
+}
+
+impl From<&Query> for QuerySpec {
+    fn from(query: &Query) -> Self {
+        QuerySpec {
+            id: query.id.clone(),
+            threshold: Some(query.curve.threshold()),
+            width: Some(query.curve.width()),
+            ceiling: Some(query.curve.ceiling()),
+            alpha: None,
+            beta: None,
+            cap: query.cap,
+            weight: (query.weight != 1.0).then_some(query.weight),
+        }
+    }
+}
+
+/// A request to the allocator sidecar: a `budget` in tokens or a `price` per token,
+/// and the queries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationRequest {
+    /// Total tokens to split (budget mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+    /// Utility per token (price mode), instead of a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// Cap for queries without one (default 32 768).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_cap: Option<u64>,
+    /// Allocations are multiples of this (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<u64>,
+    /// The queries, in the order the response keeps.
+    pub queries: Vec<QuerySpec>,
+}
+
+impl AllocationRequest {
+    /// Validates the request, allocates, and builds the response.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when neither or both of `budget` and `price` are
+    /// given or the price is invalid; [`Error::InvalidOption`] for a bad granularity;
+    /// [`Error::InvalidQuery`] naming the first bad query and field.
+    pub fn run(&self) -> Result<AllocationResponse> {
+        let mut builder = Allocator::builder();
+        if let Some(cap) = self.default_cap {
+            builder = builder.default_cap(cap);
+        }
+        if let Some(g) = self.granularity {
+            builder = builder.granularity(g);
+        }
+        let allocator = builder.build()?;
+        let queries = self
+            .queries
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| spec.to_query(i))
+            .collect::<Result<Vec<_>>>()?;
+        let allocation = match (self.budget, self.price) {
+            (Some(budget), None) => allocator.allocate(&queries, budget)?,
+            (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
+            (budget, _) => {
+                return Err(Error::InvalidParameter {
+                    field: "budget",
+                    value: budget.map_or(f64::NAN, |b| b as f64),
+                    reason: "give exactly one of budget and price",
+                })
+            }
+        };
+        Ok(AllocationResponse::new(&queries, &allocation))
+    }
+}
+
+/// One query's line in an [`AllocationResponse`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryGrant {
+    /// The query's id, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Whole tokens granted.
+    pub tokens: u64,
+    /// Expected utility `weight · U(tokens)`.
+    pub utility: f64,
+    /// Whether the query got 0 tokens.
+    pub abandoned: bool,
+    /// What the allocator decided.
+    pub decision: Decision,
+}
+
+/// The allocator sidecar's answer, queries in input order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocationResponse {
+    /// The shadow price λ* (utility per token).
+    pub price: f64,
+    /// Marginal utility per token of the funded, uncapped queries.
+    pub marginal_price: f64,
+    /// Tokens granted in all.
+    pub total_tokens: u64,
+    /// Budget left unspent (0 in price mode).
+    pub leftover: u64,
+    /// `Σ weight · U(tokens)`.
+    pub expected_utility: f64,
+    /// One line per query.
+    pub allocations: Vec<QueryGrant>,
+}
+
+impl AllocationResponse {
+    /// The response for `allocation` of `queries`.
+    pub fn new(queries: &[Query], allocation: &Allocation) -> Self {
+        AllocationResponse {
+            price: allocation.price().unwrap_or(f64::NAN),
+            marginal_price: allocation.marginal_price().unwrap_or(f64::NAN),
+            total_tokens: allocation.total_tokens(),
+            leftover: allocation.leftover(),
+            expected_utility: allocation.total_utility(),
+            allocations: queries
+                .iter()
+                .zip(allocation.queries())
+                .map(|(q, a)| QueryGrant {
+                    id: q.id.clone(),
+                    tokens: a.tokens,
+                    utility: a.utility,
+                    abandoned: a.tokens == 0,
+                    decision: a.decision,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Curves serialise as `{"threshold", "width", "ceiling"}` and deserialise from that or
+/// from `{"threshold", "alpha", "beta"}`, validated.
+impl Serialize for ShiftedSurge {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Curve {
+            threshold: f64,
+            width: f64,
+            ceiling: f64,
+        }
+        Curve {
+            threshold: self.threshold(),
+            width: self.width(),
+            ceiling: self.ceiling(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShiftedSurge {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Curve {
+            threshold: Option<f64>,
+            width: Option<f64>,
+            ceiling: Option<f64>,
+            alpha: Option<f64>,
+            beta: Option<f64>,
+        }
+        let c = Curve::deserialize(deserializer)?;
+        let spec = QuerySpec {
+            threshold: c.threshold,
+            width: c.width,
+            ceiling: c.ceiling,
+            alpha: c.alpha,
+            beta: c.beta,
+            ..QuerySpec::default()
+        };
+        spec.to_query(0)
+            .map(|q| q.curve)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve_round_trips_through_json() {
+        let curve = ShiftedSurge::new(142.0, 218.0, 0.8).unwrap();
+        let json = serde_json::to_string(&curve).unwrap();
+        assert_eq!(json, r#"{"threshold":142.0,"width":218.0,"ceiling":0.8}"#);
+        let back: ShiftedSurge = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, curve);
+        let paper: ShiftedSurge =
+            serde_json::from_str(r#"{"threshold":200,"alpha":1.5,"beta":0.005}"#).unwrap();
+        approx::assert_relative_eq!(paper.ceiling(), 60_000.0, max_relative = 1e-12);
+        assert!(
+            serde_json::from_str::<ShiftedSurge>(r#"{"threshold":1,"width":-1,"ceiling":1}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn spec_errors_name_query_and_field() {
+        let spec = QuerySpec {
+            id: Some("q2".into()),
+            threshold: Some(10.0),
+            width: Some(5.0),
+            ..QuerySpec::default()
+        };
+        let err = spec.to_query(2).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidQuery {
+                index: 2,
+                field: "ceiling",
+                ..
+            }
+        ));
+        let bad = QuerySpec {
+            threshold: Some(-1.0),
+            width: Some(5.0),
+            ceiling: Some(1.0),
+            ..QuerySpec::default()
+        };
+        assert_eq!(
+            bad.to_query(0).unwrap_err().to_string(),
+            "query 0: threshold = -1 is invalid: must be finite and >= 0"
+        );
+    }
+
+    #[test]
+    fn request_needs_exactly_one_of_budget_and_price() {
+        let mut request = AllocationRequest::default();
+        assert!(request.run().is_err());
+        request.budget = Some(10);
+        request.price = Some(0.1);
+        assert!(request.run().is_err());
+        request.price = None;
+        assert_eq!(request.run().unwrap().allocations.len(), 0);
+    }
+}
