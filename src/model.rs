@@ -458,6 +458,18 @@ pub(crate) struct Bidder {
     cap_regime_until: f64,
     /// `weight · U(cap) / cap`: the cap is funded below this price.
     cap_price: f64,
+    /// `weight · φ(cap)`: the marginal utility of the last token of the cap.
+    cap_marginal: f64,
+}
+
+/// How a query responds to a price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BidRule {
+    /// Best response with rational abandonment: funded only at a positive surplus.
+    Rational,
+    /// No abandonment: the query buys up to where its marginal utility meets the price
+    /// whenever it can (the paper's "CLEAR without abandonment" ablation).
+    KeepAll,
 }
 
 impl Bidder {
@@ -465,10 +477,11 @@ impl Bidder {
     pub(crate) fn new(curve: &ShiftedSurge, weight: f64, cap: f64) -> Bidder {
         let scale = weight * curve.ceiling * curve.beta;
         let z_cap = curve.z(cap);
+        let cap_marginal = scale * surge_density(z_cap);
         let cap_regime_until = if z_cap <= 1.0 {
             f64::INFINITY
         } else {
-            scale * surge_density(z_cap)
+            cap_marginal
         };
         let cap_price = if cap > 0.0 {
             weight * curve.ceiling * surge_cdf(z_cap) / cap
@@ -482,6 +495,7 @@ impl Bidder {
             cap,
             cap_regime_until,
             cap_price,
+            cap_marginal,
         }
     }
 
@@ -514,18 +528,30 @@ impl Bidder {
         }
     }
 
-    /// Best response at `price`.
+    /// Best response at `price` (with rational abandonment).
     #[inline]
     pub(crate) fn bid(&self, price: f64) -> Bid {
-        self.bid_with(price, || surge_z(price / self.scale))
+        self.bid_with(price, BidRule::Rational, || surge_z(price / self.scale))
     }
 
-    /// Best response at `price`, with `z(λ)` supplied lazily (the allocator shares it
-    /// between queries of the same shape).
+    /// Demand at `price` under `rule`.
     #[inline]
-    pub(crate) fn bid_with(&self, price: f64, z_at: impl FnOnce() -> f64) -> Bid {
+    pub(crate) fn bid_by(&self, price: f64, rule: BidRule) -> Bid {
+        self.bid_with(price, rule, || surge_z(price / self.scale))
+    }
+
+    /// Demand at `price` under `rule`, with `z(λ)` supplied lazily (the allocator
+    /// shares it between queries of the same shape).
+    #[inline]
+    pub(crate) fn bid_with(&self, price: f64, rule: BidRule, z_at: impl FnOnce() -> f64) -> Bid {
+        let rational = rule == BidRule::Rational;
         if price <= self.cap_regime_until {
-            if price < self.cap_price {
+            let affordable = if rational {
+                price < self.cap_price
+            } else {
+                price < self.cap_marginal || self.cap_regime_until.is_finite()
+            };
+            if affordable && self.cap_price > 0.0 {
                 Bid::AtCap(self.cap)
             } else {
                 Bid::Out
@@ -535,10 +561,9 @@ impl Bidder {
             let r = price / self.scale;
             // Surplus at b* is positive ⇔ e^z > 1 + (1 + βτ) z + z², and e^z = z/r.
             let t = self.beta * self.threshold;
-            if z / r > 1.0 + (1.0 + t) * z + z * z {
-                let tokens = self.threshold + z / self.beta;
+            if !rational || z / r > 1.0 + (1.0 + t) * z + z * z {
                 Bid::Interior {
-                    tokens,
+                    tokens: self.threshold + z / self.beta,
                     z,
                     beta: self.beta,
                 }
@@ -547,6 +572,15 @@ impl Bidder {
             }
         } else {
             Bid::Out
+        }
+    }
+
+    /// The largest price at which `rule` funds this query.
+    pub(crate) fn max_price_under(&self, rule: BidRule) -> f64 {
+        match rule {
+            BidRule::Rational => self.max_price(),
+            BidRule::KeepAll if self.cap_regime_until.is_infinite() => self.cap_marginal,
+            BidRule::KeepAll => self.scale * INV_E,
         }
     }
 

@@ -27,7 +27,7 @@
 //! problem (Shapley–Folkman; Udell & Boyd 2016, for one linear constraint).
 
 use crate::error::{Error, Result};
-use crate::model::{surge_z, Bid, Bidder, ShiftedSurge};
+use crate::model::{surge_z, Bid, BidRule, Bidder, ShiftedSurge};
 
 /// One query to allocate: its curve and, optionally, a cap, a weight and an id.
 ///
@@ -326,6 +326,7 @@ pub struct AllocatorBuilder {
     granularity: u64,
     tolerance: f64,
     max_iterations: usize,
+    abandonment: bool,
 }
 
 impl Default for AllocatorBuilder {
@@ -335,6 +336,7 @@ impl Default for AllocatorBuilder {
             granularity: 1,
             tolerance: 1e-4,
             max_iterations: 200,
+            abandonment: true,
         }
     }
 }
@@ -370,6 +372,16 @@ impl AllocatorBuilder {
         self
     }
 
+    /// Whether queries that cannot pay their way are abandoned (default `true`).
+    /// `false` is the paper's "CLEAR without abandonment" ablation: every query buys
+    /// up to where its marginal utility meets the price whenever it can, even at a
+    /// negative surplus, and is dropped only when the price exceeds its peak marginal
+    /// utility. It shows what rational abandonment is worth; do not serve with it.
+    pub fn abandonment(mut self, enabled: bool) -> Self {
+        self.abandonment = enabled;
+        self
+    }
+
     /// Checks the options and builds the allocator.
     ///
     /// # Errors
@@ -401,6 +413,11 @@ impl AllocatorBuilder {
             granularity: self.granularity,
             tolerance: self.tolerance,
             max_iterations: self.max_iterations,
+            rule: if self.abandonment {
+                BidRule::Rational
+            } else {
+                BidRule::KeepAll
+            },
         })
     }
 }
@@ -431,6 +448,7 @@ pub struct Allocator {
     granularity: u64,
     tolerance: f64,
     max_iterations: usize,
+    rule: BidRule,
 }
 
 impl Default for Allocator {
@@ -510,12 +528,15 @@ impl Allocator {
             .sum();
         if fundable_caps <= budget as u128 {
             // Not scarce: price 0, every query that can use its cap gets it.
-            let tokens: Vec<f64> = bidders.iter().map(|b| b.bid(0.0).tokens()).collect();
+            let tokens: Vec<f64> = bidders
+                .iter()
+                .map(|b| b.bid_by(0.0, self.rule).tokens())
+                .collect();
             let grants = self.round(&bidders, &caps, &tokens, Some(budget));
             return Ok(self.finish(queries, &caps, grants, None, Some(budget), (0.0, 0.0), 1));
         }
 
-        let market = Market::new(&bidders);
+        let market = Market::new(&bidders, self.rule);
         let budget_f = budget as f64;
         let mut passes = 0;
         let clearing = self.clear(&market, budget_f, &mut passes);
@@ -528,7 +549,7 @@ impl Allocator {
         };
         let mut funded = Vec::new();
         for (i, bidder) in bidders.iter().enumerate() {
-            let bid = bidder.bid(price);
+            let bid = bidder.bid_by(price, self.rule);
             if bid != Bid::Out {
                 funded.push(i);
                 at_clearing.tokens[i] = bid.tokens();
@@ -608,7 +629,10 @@ impl Allocator {
         }
         let bidders = self.prepare(queries)?;
         let caps: Vec<u64> = queries.iter().map(|q| self.cap_of(q)).collect();
-        let tokens: Vec<f64> = bidders.iter().map(|b| b.bid(price).tokens()).collect();
+        let tokens: Vec<f64> = bidders
+            .iter()
+            .map(|b| b.bid_by(price, self.rule).tokens())
+            .collect();
         let grants = self.round(&bidders, &caps, &tokens, None);
         Ok(self.finish(queries, &caps, grants, None, None, (price, price), 1))
     }
@@ -638,18 +662,23 @@ struct Demand {
 /// The prepared batch: one bidder per query, and the shape they share, if any.
 struct Market<'a> {
     bidders: &'a [Bidder],
+    rule: BidRule,
     shared_shape: Option<(f64, f64)>,
     /// No query is funded at or above this price.
     top_price: f64,
 }
 
 impl<'a> Market<'a> {
-    fn new(bidders: &'a [Bidder]) -> Self {
+    fn new(bidders: &'a [Bidder], rule: BidRule) -> Self {
         let first = bidders.first().map(Bidder::shape);
         let shared_shape = first.filter(|&s| bidders.iter().all(|b| b.shape() == s));
-        let top_price = bidders.iter().map(Bidder::max_price).fold(0.0, f64::max);
+        let top_price = bidders
+            .iter()
+            .map(|b| b.max_price_under(rule))
+            .fold(0.0, f64::max);
         Market {
             bidders,
+            rule,
             shared_shape,
             top_price,
         }
@@ -671,14 +700,18 @@ impl<'a> Market<'a> {
                 total.slope += bid.log_price_slope();
             }
         };
+        let rule = self.rule;
         match self.shared_shape {
             Some((scale, _)) => {
                 let z = surge_z(price / scale);
                 self.bidders
                     .iter()
-                    .for_each(|b| tally(b.bid_with(price, || z)));
+                    .for_each(|b| tally(b.bid_with(price, rule, || z)));
             }
-            None => self.bidders.iter().for_each(|b| tally(b.bid(price))),
+            None => self
+                .bidders
+                .iter()
+                .for_each(|b| tally(b.bid_by(price, rule))),
         }
         total
     }
@@ -803,7 +836,7 @@ impl Allocator {
         if n >= PRESOLVE_MIN_QUERIES {
             let stride = n / PRESOLVE_SAMPLE;
             let sample: Vec<Bidder> = market.bidders.iter().step_by(stride).copied().collect();
-            let sample_market = Market::new(&sample);
+            let sample_market = Market::new(&sample, self.rule);
             let sample_budget = budget * sample.len() as f64 / n as f64;
             let mut ignored = 0;
             let guess = self
@@ -896,10 +929,10 @@ impl Allocator {
         let g = self.granularity;
         let mut best: Option<(usize, u64, f64)> = None;
         for (j, bidder) in bidders.iter().enumerate() {
-            if is_funded[j] || bidder.max_price() <= marginal_price {
+            if is_funded[j] || bidder.max_price_under(self.rule) <= marginal_price {
                 continue;
             }
-            let want = bidder.bid(marginal_price).tokens();
+            let want = bidder.bid_by(marginal_price, self.rule).tokens();
             if want == 0.0 {
                 continue;
             }
