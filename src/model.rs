@@ -368,22 +368,31 @@ impl ShiftedSurge {
 
 /// `z e^(−z)`, 0 (not NaN) for z = ∞.
 pub(crate) fn surge_density(z: f64) -> f64 {
-    if z > 1e3 {
-        0.0
-    } else {
-        z * (-z).exp()
-    }
+    surge_cdf_and_density(z).1
 }
 
 /// `P(2, z) = 1 − (1 + z) e^(−z)`, the regularised lower incomplete gamma function of
 /// shape 2: the CDF of Gamma(2, 1).
-///
-/// The direct form cancels catastrophically for small z (both terms are ≈ 1), so
-/// below z = 1 we sum `e^(−z) Σ_{k≥2} z^k/k!`, whose terms are all positive.
 pub(crate) fn surge_cdf(z: f64) -> f64 {
+    surge_cdf_and_density(z).0
+}
+
+/// `(P(2, z), z e^(−z))` with one exponential.
+///
+/// The direct form `1 − (1 + z) e^(−z)` cancels catastrophically for small z (both
+/// terms are ≈ 1), so below z = 1 the CDF sums `e^(−z) Σ_{k≥2} z^k/k!`, whose terms
+/// are all positive; from z = 1 on the direct form is at least 0.26 and exact to an
+/// ulp or two.
+pub(crate) fn surge_cdf_and_density(z: f64) -> (f64, f64) {
     if z <= 0.0 {
-        0.0
-    } else if z < 1.0 {
+        return (0.0, 0.0);
+    }
+    if z > 1e3 {
+        // e^(−z) underflows; also keeps ∞ · 0 from making a NaN.
+        return (1.0, 0.0);
+    }
+    let e = (-z).exp();
+    let cdf = if z < 1.0 {
         let mut term = z * z / 2.0;
         let mut sum = term;
         let mut k = 2.0;
@@ -392,13 +401,11 @@ pub(crate) fn surge_cdf(z: f64) -> f64 {
             term *= z / k;
             sum += term;
         }
-        sum * (-z).exp()
-    } else if z < 50.0 {
-        -(-z).exp_m1() - z * (-z).exp()
+        sum * e
     } else {
-        // (1 + z) e^(−z) < 1e-20: below half an ulp of 1.
-        1.0
-    }
+        1.0 - (1.0 + z) * e
+    };
+    (cdf, z * e)
 }
 
 /// The root `z ≥ 1` of `z e^(−z) = r` for `0 < r ≤ 1/e`: `z = −W₋₁(−r)`.
@@ -477,14 +484,15 @@ impl Bidder {
     pub(crate) fn new(curve: &ShiftedSurge, weight: f64, cap: f64) -> Bidder {
         let scale = weight * curve.ceiling * curve.beta;
         let z_cap = curve.z(cap);
-        let cap_marginal = scale * surge_density(z_cap);
+        let (cdf_cap, density_cap) = surge_cdf_and_density(z_cap);
+        let cap_marginal = scale * density_cap;
         let cap_regime_until = if z_cap <= 1.0 {
             f64::INFINITY
         } else {
             cap_marginal
         };
         let cap_price = if cap > 0.0 {
-            weight * curve.ceiling * surge_cdf(z_cap) / cap
+            weight * curve.ceiling * cdf_cap / cap
         } else {
             0.0
         };

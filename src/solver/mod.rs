@@ -27,7 +27,10 @@
 //! problem (Shapley–Folkman; Udell & Boyd 2016, for one linear constraint).
 
 use crate::error::{Error, Result};
-use crate::model::{surge_z, Bid, BidRule, Bidder, ShiftedSurge};
+use crate::model::{BidRule, ShiftedSurge};
+
+mod market;
+use market::{Market, LARGE_BATCH};
 
 /// One query to allocate: its curve and, optionally, a cap, a weight and an id.
 ///
@@ -334,7 +337,7 @@ impl Default for AllocatorBuilder {
         AllocatorBuilder {
             default_cap: Allocator::DEFAULT_CAP,
             granularity: 1,
-            tolerance: 1e-4,
+            tolerance: 1e-3,
             max_iterations: 200,
             abandonment: true,
         }
@@ -355,11 +358,13 @@ impl AllocatorBuilder {
         self
     }
 
-    /// Relative budget tolerance of the price search (in (0, 1)); default 1e-4. The
-    /// search stops once the demand at the feasible end is within this share of the
-    /// budget (or no more than one query's abandonment separates the bracket's ends);
-    /// the leftover step spends what remains, so this trades passes for nothing but
-    /// the choice of which edge queries are funded.
+    /// Relative tolerance of the price search (in (0, 1)); default 1e-3. The search
+    /// stops once the demand at the feasible end is within this share of the budget,
+    /// or the price is bracketed to within this relative width, or no more than one
+    /// query's abandonment separates the bracket's ends. The leftover step spends
+    /// what remains, so a looser tolerance costs nothing but which queries at the edge
+    /// of solvency are funded: the surplus they would have added at the marginal price
+    /// is at most this share of their utility.
     pub fn tolerance(mut self, relative: f64) -> Self {
         self.tolerance = relative;
         self
@@ -485,27 +490,6 @@ impl Allocator {
         cap - cap % self.granularity
     }
 
-    fn prepare(&self, queries: &[Query]) -> Result<Vec<Bidder>> {
-        queries
-            .iter()
-            .enumerate()
-            .map(|(index, query)| {
-                check_weight(query, index)?;
-                let bidder = Bidder::new(&query.curve, query.weight, self.cap_of(query) as f64);
-                if !bidder.max_price().is_finite() {
-                    return Err(Error::InvalidQuery {
-                        index,
-                        id: query.id.clone(),
-                        field: "weight",
-                        value: query.weight,
-                        reason: "times the curve's peak marginal utility overflows",
-                    });
-                }
-                Ok(bidder)
-            })
-            .collect()
-    }
-
     /// Splits `budget` tokens among `queries` at the market-clearing shadow price.
     ///
     /// Guarantees, whatever the input: `Σ tokens ≤ budget`, every grant is at most its
@@ -518,83 +502,82 @@ impl Allocator {
     /// [`Error::InvalidQuery`] naming the query and the field when a weight is NaN,
     /// infinite or negative, or when weight × peak marginal utility overflows.
     pub fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        let bidders = self.prepare(queries)?;
-        let caps: Vec<u64> = queries.iter().map(|q| self.cap_of(q)).collect();
-        let fundable_caps: u128 = bidders
-            .iter()
-            .zip(&caps)
-            .filter(|(b, _)| b.fundable())
-            .map(|(_, &c)| c as u128)
-            .sum();
-        if fundable_caps <= budget as u128 {
+        let market = Market::prepare(self, queries)?;
+        if market.fundable_caps <= budget as u128 {
             // Not scarce: price 0, every query that can use its cap gets it.
-            let tokens: Vec<f64> = bidders
-                .iter()
-                .map(|b| b.bid_by(0.0, self.rule).tokens())
-                .collect();
-            let grants = self.round(&bidders, &caps, &tokens, Some(budget));
-            return Ok(self.finish(queries, &caps, grants, None, Some(budget), (0.0, 0.0), 1));
+            let mut tokens = vec![0.0; market.len()];
+            market.demand(f64::NEG_INFINITY, &mut tokens);
+            let grants = self.round(&market, &tokens, Some(budget));
+            return Ok(self.finish(queries, &market, grants, None, Some(budget), (0.0, 0.0), 1));
         }
-
-        let market = Market::new(&bidders, self.rule);
         let budget_f = budget as f64;
-        let mut passes = 0;
-        let clearing = self.clear(&market, budget_f, &mut passes);
-        let price = clearing.log_price.exp();
+        let cleared = self.clear(&market, budget_f);
+        let price = cleared.hi.price();
+        let mut passes = cleared.passes;
+        let funded: Vec<usize> = (0..market.len())
+            .filter(|&i| cleared.hi_tokens[i] > 0.0)
+            .collect();
 
-        // The funded set and its bids at the clearing price.
-        let mut at_clearing = Spend {
-            price,
-            tokens: vec![0.0; bidders.len()],
-        };
-        let mut funded = Vec::new();
-        for (i, bidder) in bidders.iter().enumerate() {
-            let bid = bidder.bid_by(price, self.rule);
-            if bid != Bid::Out {
-                funded.push(i);
-                at_clearing.tokens[i] = bid.tokens();
-            }
-        }
-        passes += 1;
-
-        // Spend the leftover (SPEC §4.2): re-clear among the funded queries …
-        let spent = self.reclear(&bidders, &funded, budget_f, &at_clearing, &mut passes);
-        let mut grants = self.round(&bidders, &caps, &spent.tokens, Some(budget));
-        let mut marginal_price = spent.price;
+        // Spend the leftover (SPEC §4.2): re-clear the price among the funded queries …
+        let (marginal, spent, extra) =
+            self.reclear(&market, &funded, budget_f, &cleared.hi, &cleared.hi_tokens);
+        passes += extra;
+        let mut tokens = vec![0.0; market.len()];
+        scatter(&mut tokens, &funded, &spent);
+        let mut grants = self.round(&market, &tokens, Some(budget));
+        let mut marginal_price = marginal;
         let mut edge = None;
 
-        // … or fund the one query at the edge with the leftover, if that is worth more.
-        if spent.price < price {
-            let mut is_funded = vec![false; bidders.len()];
-            funded.iter().for_each(|&i| is_funded[i] = true);
-            let placed: u64 = self
-                .round(&bidders, &caps, &at_clearing.tokens, None)
+        // … or fund the one query at the edge of solvency with the leftover, if that
+        // is worth more.
+        if marginal < price {
+            let placed: u64 = funded
                 .iter()
+                .map(|&i| self.round_down(cleared.hi_tokens[i]))
                 .sum();
-            let unspent = budget.saturating_sub(placed);
+            let leftover = budget.saturating_sub(placed);
+            let candidates: Vec<usize> = if market.len() < LARGE_BATCH {
+                (0..market.len())
+                    .filter(|&i| cleared.hi_tokens[i] == 0.0)
+                    .collect()
+            } else {
+                cleared.lo_tokens.as_ref().map_or_else(Vec::new, |lo| {
+                    (0..market.len())
+                        .filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0)
+                        .collect()
+                })
+            };
             if let Some((j, grant)) =
-                self.edge_candidate(queries, &bidders, &caps, &is_funded, spent.price, unspent)
+                self.edge_candidate(queries, &market, &candidates, marginal, leftover, budget_f)
             {
-                let rest = self.reclear(
-                    &bidders,
+                let (rest_price, rest, extra) = self.reclear(
+                    &market,
                     &funded,
                     budget_f - grant as f64,
-                    &at_clearing,
-                    &mut passes,
+                    &cleared.hi,
+                    &cleared.hi_tokens,
                 );
-                let mut tokens = rest.tokens;
-                tokens[j] = grant as f64;
-                let candidate = self.round(&bidders, &caps, &tokens, Some(budget));
-                if total_utility(queries, &candidate) > total_utility(queries, &grants) {
-                    grants = candidate;
-                    marginal_price = rest.price;
+                passes += extra;
+                let mut alternative = vec![0.0; market.len()];
+                scatter(&mut alternative, &funded, &rest);
+                alternative[j] = grant as f64;
+                let alternative = self.round(&market, &alternative, Some(budget));
+                let changed = funded.iter().copied().chain([j]);
+                let gain: f64 = changed
+                    .map(|i| {
+                        utility_of(&queries[i], alternative[i]) - utility_of(&queries[i], grants[i])
+                    })
+                    .sum();
+                if gain > 0.0 {
+                    grants = alternative;
+                    marginal_price = rest_price;
                     edge = Some(j);
                 }
             }
         }
         Ok(self.finish(
             queries,
-            &caps,
+            &market,
             grants,
             edge,
             Some(budget),
@@ -627,14 +610,11 @@ impl Allocator {
                 reason: "must be finite and >= 0",
             });
         }
-        let bidders = self.prepare(queries)?;
-        let caps: Vec<u64> = queries.iter().map(|q| self.cap_of(q)).collect();
-        let tokens: Vec<f64> = bidders
-            .iter()
-            .map(|b| b.bid_by(price, self.rule).tokens())
-            .collect();
-        let grants = self.round(&bidders, &caps, &tokens, None);
-        Ok(self.finish(queries, &caps, grants, None, None, (price, price), 1))
+        let market = Market::prepare(self, queries)?;
+        let mut tokens = vec![0.0; market.len()];
+        market.demand(price.ln(), &mut tokens);
+        let grants = self.round(&market, &tokens, None);
+        Ok(self.finish(queries, &market, grants, None, None, (price, price), 1))
     }
 }
 
@@ -648,304 +628,39 @@ impl AllocationPolicy for Allocator {
     }
 }
 
-/// Total demand at one price.
-#[derive(Debug, Clone, Copy)]
-struct Demand {
-    log_price: f64,
-    tokens: f64,
-    /// `d tokens / d ln λ` of the continuous part (≤ 0).
-    slope: f64,
-    /// Queries funded; `usize::MAX` marks the virtual lower end of the bracket.
-    funded: usize,
-}
-
-/// The prepared batch: one bidder per query, and the shape they share, if any.
-struct Market<'a> {
-    bidders: &'a [Bidder],
-    rule: BidRule,
-    shared_shape: Option<(f64, f64)>,
-    /// No query is funded at or above this price.
-    top_price: f64,
-}
-
-impl<'a> Market<'a> {
-    fn new(bidders: &'a [Bidder], rule: BidRule) -> Self {
-        let first = bidders.first().map(Bidder::shape);
-        let shared_shape = first.filter(|&s| bidders.iter().all(|b| b.shape() == s));
-        let top_price = bidders
-            .iter()
-            .map(|b| b.max_price_under(rule))
-            .fold(0.0, f64::max);
-        Market {
-            bidders,
-            rule,
-            shared_shape,
-            top_price,
-        }
-    }
-
-    /// One pass: total demand, its slope and the funded count at `e^log_price`.
-    fn demand(&self, log_price: f64) -> Demand {
-        let price = log_price.exp();
-        let mut total = Demand {
-            log_price,
-            tokens: 0.0,
-            slope: 0.0,
-            funded: 0,
-        };
-        let mut tally = |bid: Bid| {
-            if bid != Bid::Out {
-                total.funded += 1;
-                total.tokens += bid.tokens();
-                total.slope += bid.log_price_slope();
-            }
-        };
-        let rule = self.rule;
-        match self.shared_shape {
-            Some((scale, _)) => {
-                let z = surge_z(price / scale);
-                self.bidders
-                    .iter()
-                    .for_each(|b| tally(b.bid_with(price, rule, || z)));
-            }
-            None => self
-                .bidders
-                .iter()
-                .for_each(|b| tally(b.bid_by(price, rule))),
-        }
-        total
-    }
-}
-
-/// `ln` of the smallest positive normal f64: the virtual low end of every bracket,
-/// where demand is taken to be its limit as λ → 0⁺.
-const LOG_PRICE_FLOOR: f64 = -708.0;
-
-/// Batches above this size start the price search from a solve on a strided sample.
-const PRESOLVE_MIN_QUERIES: usize = 4096;
-/// Size of that sample.
-const PRESOLVE_SAMPLE: usize = 512;
-
-/// A bracketed root search on a non-increasing demand curve in `ln λ`.
-///
-/// Newton steps use the slope that every pass returns; a step that leaves the bracket,
-/// or two steps that fail to halve it, are replaced by bisection (or, while the low end
-/// is still virtual, by a step down that doubles each time). The bracket's ends keep
-/// `demand(lo) > budget ≥ demand(hi)`, so the search cannot diverge, and `hi` is
-/// always a feasible price.
-struct Bracket {
-    lo: Demand,
-    hi: Demand,
-    widths: [f64; 2],
-    step_down: f64,
-}
-
-impl Bracket {
-    fn new(top_price: f64) -> Self {
-        let hi = Demand {
-            log_price: top_price.ln().max(LOG_PRICE_FLOOR + 1.0),
-            tokens: 0.0,
-            slope: 0.0,
-            funded: 0,
-        };
-        let lo = Demand {
-            log_price: LOG_PRICE_FLOOR,
-            tokens: f64::INFINITY,
-            slope: 0.0,
-            funded: usize::MAX,
-        };
-        Bracket {
-            lo,
-            hi,
-            widths: [f64::INFINITY; 2],
-            step_down: 1.0,
-        }
-    }
-
-    fn width(&self) -> f64 {
-        self.hi.log_price - self.lo.log_price
-    }
-
-    fn collapsed(&self) -> bool {
-        self.width() <= 1e-14 * (1.0 + self.hi.log_price.abs())
-    }
-
-    fn update(&mut self, point: Demand, budget: f64) {
-        if point.tokens > budget {
-            self.lo = point;
-        } else {
-            self.hi = point;
-        }
-    }
-
-    /// The next log-price to try, given the latest evaluated point.
-    fn next(&mut self, point: Demand, target: f64) -> f64 {
-        let (lo, hi) = (self.lo.log_price, self.hi.log_price);
-        let width = hi - lo;
-        let stalled = width > 0.5 * self.widths[0];
-        self.widths = [self.widths[1], width];
-        let newton = if point.slope < 0.0 {
-            point.log_price + (target - point.tokens) / point.slope
-        } else {
-            f64::NAN
-        };
-        if newton > lo && newton < hi && !stalled {
-            return newton;
-        }
-        if self.lo.funded == usize::MAX {
-            // Low end still virtual: walk down from the high end, doubling the stride.
-            self.step_down *= 2.0;
-            return (hi - self.step_down).max(0.5 * (lo + hi));
-        }
-        0.5 * (lo + hi)
-    }
-}
-
-/// The result of spending a budget among a fixed funded set.
-struct Spend {
-    price: f64,
-    /// Tokens per query (0 outside the funded set).
-    tokens: Vec<f64>,
-}
-
 impl Allocator {
-    /// Market clearing (SPEC §4): returns the feasible end of the final bracket.
-    fn clear(&self, market: &Market, budget: f64, passes: &mut usize) -> Demand {
-        let mut bracket = Bracket::new(market.top_price);
-        let mut log_price = self.starting_log_price(market, budget, &bracket);
-        let target = budget * (1.0 - 0.5 * self.tolerance);
-        for _ in 0..self.max_iterations {
-            let point = market.demand(log_price);
-            *passes += 1;
-            bracket.update(point, budget);
-            let close = bracket.hi.tokens >= budget * (1.0 - self.tolerance);
-            let one_jump = bracket.lo.funded.saturating_sub(bracket.hi.funded) <= 1;
-            if close || one_jump || bracket.collapsed() {
-                break;
-            }
-            log_price = bracket.next(point, target);
-        }
-        bracket.hi
-    }
-
-    /// Where the search starts: for large batches, the clearing price of a strided
-    /// sample with a proportional budget; otherwise one e-fold below the top price.
-    fn starting_log_price(&self, market: &Market, budget: f64, bracket: &Bracket) -> f64 {
-        let n = market.bidders.len();
-        let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
-        if n >= PRESOLVE_MIN_QUERIES {
-            let stride = n / PRESOLVE_SAMPLE;
-            let sample: Vec<Bidder> = market.bidders.iter().step_by(stride).copied().collect();
-            let sample_market = Market::new(&sample, self.rule);
-            let sample_budget = budget * sample.len() as f64 / n as f64;
-            let mut ignored = 0;
-            let guess = self
-                .clear(&sample_market, sample_budget, &mut ignored)
-                .log_price;
-            if guess > lo && guess < hi {
-                return guess;
-            }
-        }
-        (hi - 1.0).max(0.5 * (lo + hi))
-    }
-
-    /// Spends `budget` among the `funded` queries alone, ignoring abandonment: the
-    /// price that clears their continuous demand, searched from `from` (the clearing
-    /// point, whose demand is already known). Returns the feasible end.
-    fn reclear(
-        &self,
-        bidders: &[Bidder],
-        funded: &[usize],
-        budget: f64,
-        from: &Spend,
-        passes: &mut usize,
-    ) -> Spend {
-        let demand = |log_price: f64, tokens: &mut Vec<f64>| {
-            let price = log_price.exp();
-            let mut point = Demand {
-                log_price,
-                tokens: 0.0,
-                slope: 0.0,
-                funded: funded.len(),
-            };
-            for &i in funded {
-                let bid = bidders[i].bid_funded(price);
-                tokens[i] = bid.tokens();
-                point.tokens += tokens[i];
-                point.slope += bid.log_price_slope();
-            }
-            point
-        };
-        let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
-        let mut best = Spend {
-            price: from.price,
-            tokens: from.tokens.clone(),
-        };
-        if all_caps <= budget {
-            for &i in funded {
-                best.tokens[i] = bidders[i].cap();
-            }
-            best.price = 0.0;
-            return best;
-        }
-        let top = funded
-            .iter()
-            .map(|&i| bidders[i].max_price())
-            .fold(0.0, f64::max);
-        let mut bracket = Bracket::new(top);
-        let mut scratch = vec![0.0; bidders.len()];
-        let mut point = demand(from.price.ln(), &mut scratch);
-        *passes += 1;
-        let exact = 0.25f64.max(1e-12 * budget);
-        for _ in 0..self.max_iterations {
-            bracket.update(point, budget);
-            if point.tokens <= budget {
-                best.price = point.log_price.exp();
-                std::mem::swap(&mut best.tokens, &mut scratch);
-            }
-            if budget - bracket.hi.tokens <= exact || bracket.collapsed() {
-                break;
-            }
-            let next = bracket.next(point, budget - 0.5 * exact);
-            point = demand(next, &mut scratch);
-            *passes += 1;
-        }
-        best
-    }
-
-    /// The best query to fund from the leftover instead of re-clearing: among the
-    /// queries abandoned at `price` but solvent at the lower `marginal_price`, the one
-    /// whose leftover-limited grant has the largest surplus at `marginal_price`.
-    #[allow(clippy::too_many_arguments)]
+    /// The best query to fund from the leftover instead of re-clearing: among
+    /// `candidates` (queries abandoned at the clearing price), those still solvent at
+    /// the lower `marginal_price`, the one whose leftover-limited grant has the largest
+    /// surplus at `marginal_price`.
     fn edge_candidate(
         &self,
         queries: &[Query],
-        bidders: &[Bidder],
-        caps: &[u64],
-        is_funded: &[bool],
+        market: &Market,
+        candidates: &[usize],
         marginal_price: f64,
         leftover: u64,
+        budget_scale: f64,
     ) -> Option<(usize, u64)> {
         let g = self.granularity;
         let mut best: Option<(usize, u64, f64)> = None;
-        for (j, bidder) in bidders.iter().enumerate() {
-            if is_funded[j] || bidder.max_price_under(self.rule) <= marginal_price {
+        for &j in candidates {
+            let bidder = &market.bidders[j];
+            if bidder.max_price_under(self.rule) <= marginal_price {
                 continue;
             }
             let want = bidder.bid_by(marginal_price, self.rule).tokens();
-            if want == 0.0 {
-                continue;
-            }
-            let grant = round_down(want, g)
-                .min(caps[j])
+            let grant = self
+                .round_down(want)
+                .min(market.caps[j])
                 .min(leftover - leftover % g);
             if grant as f64 <= bidder.threshold() {
                 continue;
             }
-            let query = &queries[j];
-            let surplus =
-                query.weight * query.curve.utility(grant as f64) - marginal_price * grant as f64;
-            if surplus > best.map_or(0.0, |b| b.2) {
+            let surplus = utility_of(&queries[j], grant) - marginal_price * grant as f64;
+            // Below this, trying the alternative costs more passes than it can gain.
+            let worth_trying = self.tolerance * marginal_price * budget_scale;
+            if surplus > worth_trying && surplus > best.map_or(0.0, |b| b.2) {
                 best = Some((j, grant, surplus));
             }
         }
@@ -956,21 +671,16 @@ impl Allocator {
     /// not pass the threshold (they buy nothing), then — with a budget — give the
     /// rounding remainder back, one granule each, to the queries that lost the most,
     /// and enforce `Σ ≤ budget` in integers.
-    fn round(
-        &self,
-        bidders: &[Bidder],
-        caps: &[u64],
-        tokens: &[f64],
-        budget: Option<u64>,
-    ) -> Vec<u64> {
+    fn round(&self, market: &Market, tokens: &[f64], budget: Option<u64>) -> Vec<u64> {
         let g = self.granularity;
-        let useful = |i: usize, grant: u64| grant as f64 > bidders[i].threshold();
+        let useful = |i: usize, grant: u64| grant as f64 > market.bidders[i].threshold();
         let mut grants: Vec<u64> = tokens
             .iter()
+            .zip(&market.caps)
             .enumerate()
-            .map(|(i, &t)| {
-                let grant = round_down(t, g).min(caps[i]);
-                if useful(i, grant) {
+            .map(|(i, (&t, &cap))| {
+                let grant = self.round_down(t).min(cap);
+                if grant > 0 && useful(i, grant) {
                     grant
                 } else {
                     0
@@ -980,14 +690,14 @@ impl Allocator {
         let Some(budget) = budget else {
             return grants;
         };
-        let mut used: u128 = grants.iter().map(|&x| x as u128).sum();
         let budget = budget as u128;
-        if used < budget {
+        let mut used: u128 = grants.iter().map(|&x| x as u128).sum();
+        if used + g as u128 <= budget {
             let mut losers: Vec<(f64, usize)> = (0..grants.len())
-                .filter(|&i| tokens[i] > 0.0 && grants[i].saturating_add(g) <= caps[i])
+                .filter(|&i| tokens[i] > grants[i] as f64)
+                .filter(|&i| grants[i].saturating_add(g) <= market.caps[i])
                 .filter(|&i| useful(i, grants[i] + g))
                 .map(|i| (tokens[i] - grants[i] as f64, i))
-                .filter(|&(loss, _)| loss > 0.0)
                 .collect();
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
             if k > 0 && k < losers.len() {
@@ -999,16 +709,26 @@ impl Allocator {
             }
         }
         // Floating-point sums of huge budgets can round up; take any excess back.
-        let mut i = 0;
-        while used > budget && i < grants.len() {
-            let take = (grants[i] as u128).min(used - budget);
-            let take = take.div_ceil(g as u128) * g as u128;
-            let take = take.min(grants[i] as u128) as u64;
-            grants[i] -= take;
-            used -= take as u128;
-            i += 1;
+        for grant in grants.iter_mut() {
+            if used <= budget {
+                break;
+            }
+            let take = ((used - budget).div_ceil(g as u128) * g as u128).min(*grant as u128);
+            *grant -= take as u64;
+            used -= take;
         }
         grants
+    }
+
+    /// `tokens` rounded down to a multiple of the granularity, as whole tokens
+    /// (saturating; negative and NaN give 0).
+    fn round_down(&self, tokens: f64) -> u64 {
+        let whole = tokens as u64;
+        if self.granularity == 1 {
+            whole
+        } else {
+            whole - whole % self.granularity
+        }
     }
 
     /// Per-query results with decisions and utilities.
@@ -1016,7 +736,7 @@ impl Allocator {
     fn finish(
         &self,
         queries: &[Query],
-        caps: &[u64],
+        market: &Market,
         grants: Vec<u64>,
         edge: Option<usize>,
         budget: Option<u64>,
@@ -1033,7 +753,7 @@ impl Allocator {
                     Decision::Abandoned
                 } else if edge == Some(i) {
                     Decision::Leftover
-                } else if tokens == caps[i] {
+                } else if tokens == market.caps[i] {
                     Decision::Capped
                 } else {
                     Decision::Funded
@@ -1044,26 +764,19 @@ impl Allocator {
     }
 }
 
+/// Writes `values[k]` to `out[indices[k]]`.
+fn scatter(out: &mut [f64], indices: &[usize], values: &[f64]) {
+    for (&i, &v) in indices.iter().zip(values) {
+        out[i] = v;
+    }
+}
+
 fn utility_of(query: &Query, tokens: u64) -> f64 {
     if tokens == 0 {
         0.0
     } else {
         query.weight * query.curve.utility(tokens as f64)
     }
-}
-
-fn total_utility(queries: &[Query], grants: &[u64]) -> f64 {
-    queries
-        .iter()
-        .zip(grants)
-        .map(|(q, &t)| utility_of(q, t))
-        .sum()
-}
-
-/// `t` rounded down to a multiple of `g`, as whole tokens (saturating, NaN → 0).
-fn round_down(tokens: f64, g: u64) -> u64 {
-    let whole = tokens.max(0.0) as u64;
-    whole - whole % g
 }
 
 fn check_weight(query: &Query, index: usize) -> Result<()> {

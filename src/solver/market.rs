@@ -1,0 +1,442 @@
+//! The prepared batch and the price searches over it.
+//!
+//! Every search here is a sequence of *passes*: one evaluation of each query's bid at
+//! one price. A pass is the unit of cost (one W₋₁ per query on the concave branch), so
+//! the searches are built to need few of them.
+
+use super::{check_weight, Allocator, Query};
+use crate::error::{Error, Result};
+use crate::model::{surge_z, Bid, BidRule, Bidder};
+
+/// `ln` of (about) the smallest positive normal f64: the low end of every bracket,
+/// where demand is taken at its limit as λ → 0⁺ without being evaluated.
+const LOG_PRICE_FLOOR: f64 = -708.0;
+
+/// Batches at least this large start the price search from a solve on a strided
+/// sample, and look for the edge query only inside the final bracket.
+pub(super) const LARGE_BATCH: usize = 4096;
+
+/// Size of the presolve sample.
+const SAMPLE: usize = 512;
+
+/// Total demand at one price.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Demand {
+    pub log_price: f64,
+    pub tokens: f64,
+    /// `d tokens / d ln λ` of the continuous part (≤ 0).
+    pub slope: f64,
+    /// Queries funded.
+    pub funded: usize,
+}
+
+impl Demand {
+    pub fn price(&self) -> f64 {
+        self.log_price.exp()
+    }
+}
+
+/// The batch, validated and folded into per-query bidders.
+pub(super) struct Market {
+    pub bidders: Vec<Bidder>,
+    pub caps: Vec<u64>,
+    pub rule: BidRule,
+    /// Set when every query has the same `(scale, β)`: then `z(λ)` is shared and a pass
+    /// costs one W₋₁ instead of one per query.
+    shared_scale: Option<f64>,
+    /// No query is funded at or above this price.
+    pub top_price: f64,
+    /// Σ caps of the queries that can use their cap: demand as λ → 0⁺.
+    pub fundable_caps: u128,
+}
+
+impl Market {
+    /// Validates `queries` and prepares their bidders, in one pass.
+    pub fn prepare(allocator: &Allocator, queries: &[Query]) -> Result<Market> {
+        let mut bidders = Vec::with_capacity(queries.len());
+        let mut caps = Vec::with_capacity(queries.len());
+        let mut top_price = 0.0f64;
+        let mut fundable_caps = 0u128;
+        let mut shape = None;
+        let mut shared = true;
+        for (index, query) in queries.iter().enumerate() {
+            check_weight(query, index)?;
+            let cap = allocator.cap_of(query);
+            let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
+            let max_price = bidder.max_price_under(allocator.rule);
+            if !max_price.is_finite() {
+                return Err(Error::InvalidQuery {
+                    index,
+                    id: query.id.clone(),
+                    field: "weight",
+                    value: query.weight,
+                    reason: "times the curve's peak marginal utility overflows",
+                });
+            }
+            top_price = top_price.max(max_price);
+            if bidder.fundable() {
+                fundable_caps += cap as u128;
+            }
+            let this_shape = bidder.shape();
+            shared &= *shape.get_or_insert(this_shape) == this_shape;
+            bidders.push(bidder);
+            caps.push(cap);
+        }
+        Ok(Market {
+            bidders,
+            caps,
+            rule: allocator.rule,
+            shared_scale: shape.filter(|_| shared).map(|(scale, _)| scale),
+            top_price,
+            fundable_caps,
+        })
+    }
+
+    fn sample(&self, stride: usize) -> Market {
+        let bidders: Vec<Bidder> = self.bidders.iter().step_by(stride).copied().collect();
+        let caps = self.caps.iter().step_by(stride).copied().collect();
+        Market {
+            top_price: bidders
+                .iter()
+                .map(|b| b.max_price_under(self.rule))
+                .fold(0.0, f64::max),
+            bidders,
+            caps,
+            rule: self.rule,
+            shared_scale: self.shared_scale,
+            fundable_caps: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bidders.len()
+    }
+
+    /// One pass: total demand at `e^log_price`, each query's bid written to `tokens`.
+    pub fn demand(&self, log_price: f64, tokens: &mut [f64]) -> Demand {
+        self.demand_of(log_price, 0..self.len(), tokens)
+    }
+
+    /// Demand at `e^log_price` of the queries in `among` (the others must be out at
+    /// this price); their bids are written to `tokens`.
+    fn demand_of(
+        &self,
+        log_price: f64,
+        among: impl Iterator<Item = usize>,
+        tokens: &mut [f64],
+    ) -> Demand {
+        let price = log_price.exp();
+        let mut total = Demand {
+            log_price,
+            tokens: 0.0,
+            slope: 0.0,
+            funded: 0,
+        };
+        let rule = self.rule;
+        let shared_z = self.shared_scale.map(|scale| surge_z(price / scale));
+        for i in among {
+            let bidder = &self.bidders[i];
+            let bid = match shared_z {
+                Some(z) => bidder.bid_with(price, rule, || z),
+                None => bidder.bid_by(price, rule),
+            };
+            tokens[i] = bid.tokens();
+            if bid != Bid::Out {
+                total.funded += 1;
+                total.tokens += tokens[i];
+                total.slope += bid.log_price_slope();
+            }
+        }
+        total
+    }
+}
+
+/// The outcome of market clearing: the final bracket and the bids at its ends.
+pub(super) struct Cleared {
+    /// The feasible end: demand ≤ budget.
+    pub hi: Demand,
+    /// Bids at `hi` (0 = out).
+    pub hi_tokens: Vec<f64>,
+    /// Bids at the infeasible end, when one was evaluated.
+    pub lo_tokens: Option<Vec<f64>>,
+    pub passes: usize,
+}
+
+/// A bracket `demand(lo) > budget ≥ demand(hi)` on `ln λ`, narrowed by the Illinois
+/// variant of false position, with bisection whenever two steps fail to halve it.
+///
+/// Demand is a step-plus-smooth function of `ln λ` (each abandonment is a jump), so
+/// Newton's method on the smooth part alone overshoots: the secant through the
+/// bracket's ends sees the jumps too. Until a low end has been evaluated, the search
+/// steps down from the high end, by the sample's secant slope when there is one, and
+/// otherwise by strides that double.
+struct Bracket {
+    lo: Demand,
+    lo_real: bool,
+    hi: Demand,
+    /// Illinois weights: halved each time the same end is kept twice in a row.
+    lo_weight: f64,
+    hi_weight: f64,
+    last_kept_lo: Option<bool>,
+    widths: [f64; 2],
+    stride: f64,
+}
+
+impl Bracket {
+    fn new(top_price: f64, floor_tokens: f64) -> Self {
+        Bracket {
+            lo: Demand {
+                log_price: LOG_PRICE_FLOOR,
+                tokens: floor_tokens,
+                slope: 0.0,
+                funded: usize::MAX,
+            },
+            lo_real: false,
+            hi: Demand {
+                log_price: top_price.ln().max(LOG_PRICE_FLOOR + 1.0),
+                tokens: 0.0,
+                slope: 0.0,
+                funded: 0,
+            },
+            lo_weight: 1.0,
+            hi_weight: 1.0,
+            last_kept_lo: None,
+            widths: [f64::INFINITY; 2],
+            stride: 0.25,
+        }
+    }
+
+    fn width(&self) -> f64 {
+        self.hi.log_price - self.lo.log_price
+    }
+
+    /// Records an evaluated point; returns whether it became the feasible end.
+    fn update(&mut self, point: Demand, budget: f64) -> bool {
+        let feasible = point.tokens <= budget;
+        if feasible {
+            self.hi = point;
+            self.hi_weight = 1.0;
+        } else {
+            self.lo = point;
+            self.lo_real = true;
+            self.lo_weight = 1.0;
+        }
+        // The end *not* replaced was kept: damp it if it was kept last time too.
+        let kept_lo = feasible;
+        if self.last_kept_lo == Some(kept_lo) {
+            if kept_lo {
+                self.lo_weight *= 0.5;
+            } else {
+                self.hi_weight *= 0.5;
+            }
+        }
+        self.last_kept_lo = Some(kept_lo);
+        feasible
+    }
+
+    fn done(&self, budget: f64, tolerance: f64) -> bool {
+        let close = self.hi.tokens >= budget * (1.0 - tolerance);
+        let narrow = self.lo_real
+            && (self.width() <= tolerance
+                || self.lo.funded.saturating_sub(self.hi.funded) <= 1
+                || self.width() <= 1e-14 * (1.0 + self.hi.log_price.abs()));
+        close || narrow
+    }
+
+    /// The next log-price to evaluate, aiming at demand `target`.
+    fn next(&mut self, target: f64) -> f64 {
+        let (lo, hi) = (self.lo.log_price, self.hi.log_price);
+        let width = hi - lo;
+        let stalled = width > 0.5 * self.widths[0];
+        self.widths = [self.widths[1], width];
+        let inside = |u: f64| u > lo && u < hi;
+        if !self.lo_real {
+            // Step down from the feasible end until demand exceeds the budget. Newton on
+            // the smooth part overshoots (jumps add to the true slope), which is what a
+            // step meant to cross the target wants; the stride, doubling each time,
+            // keeps a step from a nearly empty market from flying off.
+            self.stride *= 2.0;
+            let newton = if self.hi.slope < 0.0 {
+                hi + (target - self.hi.tokens) / self.hi.slope
+            } else {
+                f64::NEG_INFINITY
+            };
+            return newton.max(hi - self.stride).max(0.5 * (lo + hi));
+        }
+        let f_lo = self.lo_weight * (self.lo.tokens - target);
+        let f_hi = self.hi_weight * (self.hi.tokens - target);
+        let secant = hi - f_hi * (hi - lo) / (f_hi - f_lo);
+        if inside(secant) && !stalled {
+            secant
+        } else {
+            0.5 * (lo + hi)
+        }
+    }
+}
+
+impl Allocator {
+    /// Market clearing (SPEC §4): narrows a bracket on the price until the feasible end
+    /// is within tolerance of the budget, the bracket is narrower than the tolerance,
+    /// or at most one abandonment separates its ends.
+    pub(super) fn clear(&self, market: &Market, budget: f64) -> Cleared {
+        let n = market.len();
+        let mut bracket = Bracket::new(market.top_price, market.fundable_caps as f64);
+        let target = budget * (1.0 - 0.5 * self.tolerance);
+        let mut log_price = self.starting_point(market, budget, &bracket);
+        let mut current = vec![0.0; n];
+        let mut hi_tokens = vec![0.0; n];
+        let mut lo_tokens: Option<Vec<f64>> = None;
+        // Queries out at the low end are out everywhere in the bracket: once a low end
+        // is known, passes visit only the queries funded there. Every buffer is kept
+        // at 0 outside that set, so a pass over it leaves whole, valid bids behind.
+        let mut active: Option<Vec<usize>> = None;
+        let mut passes = 0;
+        for _ in 0..self.max_iterations {
+            let point = match &active {
+                Some(among) => market.demand_of(log_price, among.iter().copied(), &mut current),
+                None => market.demand(log_price, &mut current),
+            };
+            passes += 1;
+            if bracket.update(point, budget) {
+                std::mem::swap(&mut hi_tokens, &mut current);
+            } else {
+                let lo = lo_tokens.get_or_insert_with(|| vec![0.0; n]);
+                std::mem::swap(lo, &mut current);
+                let shrunk = active
+                    .as_ref()
+                    .is_none_or(|a| 4 * point.funded < 3 * a.len());
+                if shrunk {
+                    let among: Vec<usize> = match &active {
+                        Some(a) => a.iter().copied().filter(|&i| lo[i] > 0.0).collect(),
+                        None => (0..n).filter(|&i| lo[i] > 0.0).collect(),
+                    };
+                    // `current` now holds the previous low end's bids: clear the ones
+                    // that left the set.
+                    match &active {
+                        Some(a) => a.iter().for_each(|&i| {
+                            if lo[i] == 0.0 {
+                                current[i] = 0.0
+                            }
+                        }),
+                        None => current.iter_mut().for_each(|t| *t = 0.0),
+                    }
+                    active = Some(among);
+                }
+            }
+            if bracket.done(budget, self.tolerance) {
+                break;
+            }
+            log_price = bracket.next(target);
+        }
+        Cleared {
+            hi: bracket.hi,
+            hi_tokens,
+            lo_tokens,
+            passes,
+        }
+    }
+
+    /// Where the search starts: for large batches, the clearing price of a strided
+    /// sample with a proportional budget; otherwise one e-fold below the top price.
+    fn starting_point(&self, market: &Market, budget: f64, bracket: &Bracket) -> f64 {
+        let n = market.len();
+        let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
+        if n >= LARGE_BATCH {
+            let stride = n / SAMPLE;
+            let sample = market.sample(stride);
+            let scale = n as f64 / sample.len() as f64;
+            let mut sample_bracket = Bracket::new(sample.top_price, f64::INFINITY);
+            let sample_budget = budget / scale;
+            let target = sample_budget * (1.0 - 0.5 * self.tolerance);
+            let mut scratch = vec![0.0; sample.len()];
+            let mut log_price = (hi - 1.0).max(0.5 * (lo + hi));
+            for _ in 0..self.max_iterations {
+                let point = sample.demand(log_price, &mut scratch);
+                sample_bracket.update(point, sample_budget);
+                if sample_bracket.done(sample_budget, self.tolerance.max(1e-3)) {
+                    break;
+                }
+                log_price = sample_bracket.next(target);
+            }
+            let guess = sample_bracket.hi.log_price;
+            if guess > lo && guess < hi {
+                return guess;
+            }
+        }
+        (hi - 1.0).max(0.5 * (lo + hi))
+    }
+
+    /// Spends `budget` among the funded queries alone, ignoring abandonment: the price
+    /// at which their continuous demand meets the budget, found by Newton's method in
+    /// `ln λ` (no jumps here) inside a bracket, starting from the clearing point.
+    /// Returns the price and the funded queries' tokens, in the order of `funded`.
+    pub(super) fn reclear(
+        &self,
+        market: &Market,
+        funded: &[usize],
+        budget: f64,
+        start: &Demand,
+        start_tokens: &[f64],
+    ) -> (f64, Vec<f64>, usize) {
+        let bidders = &market.bidders;
+        let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
+        if all_caps <= budget {
+            return (0.0, funded.iter().map(|&i| bidders[i].cap()).collect(), 0);
+        }
+        let demand = |log_price: f64, tokens: &mut [f64]| {
+            let price = log_price.exp();
+            let mut point = Demand {
+                log_price,
+                tokens: 0.0,
+                slope: 0.0,
+                funded: funded.len(),
+            };
+            for (&i, slot) in funded.iter().zip(tokens.iter_mut()) {
+                let bid = bidders[i].bid_funded(price);
+                *slot = bid.tokens();
+                point.tokens += *slot;
+                point.slope += bid.log_price_slope();
+            }
+            point
+        };
+        let top = funded
+            .iter()
+            .map(|&i| bidders[i].max_price_under(BidRule::KeepAll))
+            .fold(0.0, f64::max);
+        let mut bracket = Bracket::new(top, all_caps);
+        // The best feasible point so far: the start, or else nothing at the top price.
+        let start_feasible = start.tokens <= budget;
+        let mut best_tokens: Vec<f64> = funded
+            .iter()
+            .map(|&i| if start_feasible { start_tokens[i] } else { 0.0 })
+            .collect();
+        let mut best_price = if start_feasible { start.price() } else { top };
+        let mut current = vec![0.0; funded.len()];
+        // Rounding hands back up to one granule per funded query, by largest remainder,
+        // so the continuous demand need only come within a quarter of that.
+        let exact = (0.25 * (funded.len() * self.granularity as usize) as f64).max(0.25);
+        let mut point = *start;
+        let mut passes = 0;
+        for _ in 0..self.max_iterations {
+            if bracket.update(point, budget) && passes > 0 {
+                best_price = point.price();
+                std::mem::swap(&mut best_tokens, &mut current);
+            }
+            if budget - bracket.hi.tokens <= exact
+                || (bracket.lo_real && bracket.width() <= 1e-14 * (1.0 + point.log_price.abs()))
+            {
+                break;
+            }
+            let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
+            let newton = point.log_price + (budget - 0.5 * exact - point.tokens) / point.slope;
+            let next = if newton > lo && newton < hi {
+                newton
+            } else {
+                bracket.next(budget - 0.5 * exact)
+            };
+            point = demand(next, &mut current);
+            passes += 1;
+        }
+        (best_price, best_tokens, passes)
+    }
+}
