@@ -366,17 +366,17 @@ impl Allocator {
         (hi - 1.0).max(0.5 * (lo + hi))
     }
 
-    /// Spends `budget` among the funded queries alone, ignoring abandonment: the price
-    /// at which their continuous demand meets the budget, found by Newton's method in
-    /// `ln λ` (no jumps here) inside a bracket, starting from the clearing point.
-    /// Returns the price and the funded queries' tokens, in the order of `funded`.
+    /// Spends `budget` among the `funded` queries alone, ignoring abandonment: the
+    /// price at which their continuous demand meets the budget, found by Newton's
+    /// method in `ln λ` (no jumps here) inside a bracket, starting at `start_log_price`.
+    /// Returns the price, the funded queries' tokens (in the order of `funded`) and the
+    /// passes made.
     pub(super) fn reclear(
         &self,
         market: &Market,
         funded: &[usize],
         budget: f64,
-        start: &Demand,
-        start_tokens: &[f64],
+        start_log_price: f64,
     ) -> (f64, Vec<f64>, usize) {
         let bidders = &market.bidders;
         let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
@@ -404,21 +404,17 @@ impl Allocator {
             .map(|&i| bidders[i].max_price_under(BidRule::KeepAll))
             .fold(0.0, f64::max);
         let mut bracket = Bracket::new(top, all_caps);
-        // The best feasible point so far: the start, or else nothing at the top price.
-        let start_feasible = start.tokens <= budget;
-        let mut best_tokens: Vec<f64> = funded
-            .iter()
-            .map(|&i| if start_feasible { start_tokens[i] } else { 0.0 })
-            .collect();
-        let mut best_price = if start_feasible { start.price() } else { top };
+        // The best feasible point so far starts as nothing bought at the top price.
+        let mut best_tokens = vec![0.0; funded.len()];
+        let mut best_price = top;
         let mut current = vec![0.0; funded.len()];
         // Rounding hands back up to one granule per funded query, by largest remainder,
         // so the continuous demand need only come within a quarter of that.
         let exact = (0.25 * (funded.len() * self.granularity as usize) as f64).max(0.25);
-        let mut point = *start;
-        let mut passes = 0;
+        let mut point = demand(start_log_price, &mut current);
+        let mut passes = 1;
         for _ in 0..self.max_iterations {
-            if bracket.update(point, budget) && passes > 0 {
+            if bracket.update(point, budget) {
                 best_price = point.price();
                 std::mem::swap(&mut best_tokens, &mut current);
             }

@@ -32,6 +32,11 @@ use crate::model::{BidRule, ShiftedSurge};
 mod market;
 use market::{Market, LARGE_BATCH};
 
+/// Most queries the leftover step adds one at a time on top of the funded set.
+const EDGE_ROUNDS: usize = 8;
+/// Candidates tried in each of those rounds.
+const EDGE_TRIES: usize = 3;
+
 /// One query to allocate: its curve and, optionally, a cap, a weight and an id.
 ///
 /// ```
@@ -97,9 +102,10 @@ pub enum Decision {
     Funded,
     /// Funded up to its cap.
     Capped,
-    /// Funded from the leftover budget that the price alone could not place: the one
-    /// query at the edge of solvency (SPEC §4.2).
-    Leftover,
+    /// Funded although insolvent at the price: the one query at the edge of solvency
+    /// that the leftover step added because the batch's utility is higher with it
+    /// (SPEC §4.2).
+    Edge,
 }
 
 /// One query's share of an [`Allocation`].
@@ -239,8 +245,8 @@ impl Allocation {
     }
 
     /// The marginal utility per token of the funded, uncapped queries after the
-    /// leftover was spent on them; at most [`Allocation::price`], equal when nothing
-    /// was left over.
+    /// leftover step: below [`Allocation::price`] when the leftover was spent on them,
+    /// above it when an edge query was added, equal when nothing was left over.
     pub fn marginal_price(&self) -> Option<f64> {
         self.marginal_price
     }
@@ -508,78 +514,69 @@ impl Allocator {
             let mut tokens = vec![0.0; market.len()];
             market.demand(f64::NEG_INFINITY, &mut tokens);
             let grants = self.round(&market, &tokens, Some(budget));
-            return Ok(self.finish(queries, &market, grants, None, Some(budget), (0.0, 0.0), 1));
+            return Ok(self.finish(queries, &market, grants, &[], Some(budget), (0.0, 0.0), 1));
         }
         let budget_f = budget as f64;
         let cleared = self.clear(&market, budget_f);
         let price = cleared.hi.price();
         let mut passes = cleared.passes;
-        let funded: Vec<usize> = (0..market.len())
-            .filter(|&i| cleared.hi_tokens[i] > 0.0)
-            .collect();
+        let (funded, left_out) = self.funded_set(queries, &market, &cleared, budget_f);
 
         // Spend the leftover (SPEC §4.2): re-clear the price among the funded queries …
         let (marginal, spent, extra) =
-            self.reclear(&market, &funded, budget_f, &cleared.hi, &cleared.hi_tokens);
+            self.reclear(&market, &funded, budget_f, cleared.hi.log_price);
         passes += extra;
         let mut tokens = vec![0.0; market.len()];
         scatter(&mut tokens, &funded, &spent);
         let mut grants = self.round(&market, &tokens, Some(budget));
         let mut marginal_price = marginal;
-        let mut edge = None;
 
-        // … or fund the one query at the edge of solvency with the leftover, if that
-        // is worth more.
-        if marginal < price {
-            let placed: u64 = funded
-                .iter()
-                .map(|&i| self.round_down(cleared.hi_tokens[i]))
-                .sum();
-            let leftover = budget.saturating_sub(placed);
-            let candidates: Vec<usize> = if market.len() < LARGE_BATCH {
-                (0..market.len())
-                    .filter(|&i| cleared.hi_tokens[i] == 0.0)
-                    .collect()
-            } else {
-                cleared.lo_tokens.as_ref().map_or_else(Vec::new, |lo| {
-                    (0..market.len())
-                        .filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0)
-                        .collect()
-                })
-            };
-            if let Some((j, grant)) =
-                self.edge_candidate(queries, &market, &candidates, marginal, leftover, budget_f)
-            {
-                let (rest_price, rest, extra) = self.reclear(
-                    &market,
-                    &funded,
-                    budget_f - grant as f64,
-                    &cleared.hi,
-                    &cleared.hi_tokens,
-                );
+        // … and try funding more: the most promising queries left out, one at a time,
+        // with the price re-cleared among all. Keep each that raises the batch's utility.
+        let mut is_funded = vec![false; market.len()];
+        funded.iter().for_each(|&i| is_funded[i] = true);
+        let mut candidates = if market.len() < LARGE_BATCH {
+            (0..market.len()).filter(|&i| !is_funded[i]).collect()
+        } else {
+            left_out
+        };
+        let mut edges = Vec::new();
+        let mut funded = funded;
+        for _ in 0..EDGE_ROUNDS {
+            let mut best: Option<(f64, usize, Vec<u64>, f64)> = None;
+            for j in self.edge_candidates(queries, &market, &candidates, marginal_price, budget_f) {
+                let with_edge: Vec<usize> = funded.iter().copied().chain([j]).collect();
+                let (edge_price, spent, extra) =
+                    self.reclear(&market, &with_edge, budget_f, cleared.hi.log_price);
                 passes += extra;
                 let mut alternative = vec![0.0; market.len()];
-                scatter(&mut alternative, &funded, &rest);
-                alternative[j] = grant as f64;
-                let alternative = self.round(&market, &alternative, Some(budget));
-                let changed = funded.iter().copied().chain([j]);
-                let gain: f64 = changed
-                    .map(|i| {
+                scatter(&mut alternative, &with_edge, &spent);
+                let mut alternative = self.round(&market, &alternative, Some(budget));
+                self.give_rest(&market, &mut alternative, j, budget);
+                let gain: f64 = with_edge
+                    .iter()
+                    .map(|&i| {
                         utility_of(&queries[i], alternative[i]) - utility_of(&queries[i], grants[i])
                     })
                     .sum();
-                if gain > 0.0 {
-                    grants = alternative;
-                    marginal_price = rest_price;
-                    edge = Some(j);
+                if gain > best.as_ref().map_or(0.0, |b| b.0) {
+                    best = Some((gain, j, alternative, edge_price));
                 }
             }
+            let Some((_, j, alternative, edge_price)) = best else {
+                break;
+            };
+            grants = alternative;
+            marginal_price = edge_price;
+            funded.push(j);
+            edges.push(j);
+            candidates.retain(|&i| i != j);
         }
         Ok(self.finish(
             queries,
             &market,
             grants,
-            edge,
+            &edges,
             Some(budget),
             (price, marginal_price),
             passes,
@@ -614,7 +611,7 @@ impl Allocator {
         let mut tokens = vec![0.0; market.len()];
         market.demand(price.ln(), &mut tokens);
         let grants = self.round(&market, &tokens, None);
-        Ok(self.finish(queries, &market, grants, None, None, (price, price), 1))
+        Ok(self.finish(queries, &market, grants, &[], None, (price, price), 1))
     }
 }
 
@@ -629,42 +626,89 @@ impl AllocationPolicy for Allocator {
 }
 
 impl Allocator {
-    /// The best query to fund from the leftover instead of re-clearing: among
-    /// `candidates` (queries abandoned at the clearing price), those still solvent at
-    /// the lower `marginal_price`, the one whose leftover-limited grant has the largest
-    /// surplus at `marginal_price`.
-    fn edge_candidate(
+    /// The funded set after clearing: the queries funded at the feasible end of the
+    /// bracket, plus — most solvent first, while their bids fit in the budget — those
+    /// that become funded only inside the bracket. Several queries can cross into
+    /// solvency at one price (identical queries always do), and a price alone cannot
+    /// fund some of them and not others. Also returns the ones that did not fit.
+    fn funded_set(
+        &self,
+        queries: &[Query],
+        market: &Market,
+        cleared: &market::Cleared,
+        budget: f64,
+    ) -> (Vec<usize>, Vec<usize>) {
+        let n = market.len();
+        let mut funded: Vec<usize> = (0..n).filter(|&i| cleared.hi_tokens[i] > 0.0).collect();
+        let Some(lo) = &cleared.lo_tokens else {
+            return (funded, Vec::new());
+        };
+        // Solvency order: average utility per token at the bid (a query is solvent at
+        // λ exactly when some grant's average utility per token exceeds λ).
+        let mut jumpers: Vec<(f64, usize)> = (0..n)
+            .filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0)
+            .map(|i| (utility_at(&queries[i], lo[i]) / lo[i], i))
+            .collect();
+        jumpers.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let mut room = budget - cleared.hi.tokens;
+        let mut left_out = Vec::new();
+        for (_, i) in jumpers {
+            if lo[i] <= room {
+                room -= lo[i];
+                funded.push(i);
+            } else {
+                left_out.push(i);
+            }
+        }
+        funded.sort_unstable();
+        (funded, left_out)
+    }
+
+    /// The queries to try funding on top of the funded set: among `candidates`, the
+    /// [`EDGE_TRIES`] with the highest average utility per token at the grant they
+    /// could get — their stationary point (or cap) at `marginal_price`, at most the
+    /// budget — leaving out any whose utility there is negligible for the batch.
+    fn edge_candidates(
         &self,
         queries: &[Query],
         market: &Market,
         candidates: &[usize],
         marginal_price: f64,
-        leftover: u64,
-        budget_scale: f64,
-    ) -> Option<(usize, u64)> {
-        let g = self.granularity;
-        let mut best: Option<(usize, u64, f64)> = None;
-        for &j in candidates {
-            let bidder = &market.bidders[j];
-            if bidder.max_price_under(self.rule) <= marginal_price {
-                continue;
-            }
-            let want = bidder.bid_by(marginal_price, self.rule).tokens();
-            let grant = self
-                .round_down(want)
-                .min(market.caps[j])
-                .min(leftover - leftover % g);
-            if grant as f64 <= bidder.threshold() {
-                continue;
-            }
-            let surplus = utility_of(&queries[j], grant) - marginal_price * grant as f64;
-            // Below this, trying the alternative costs more passes than it can gain.
-            let worth_trying = self.tolerance * marginal_price * budget_scale;
-            if surplus > worth_trying && surplus > best.map_or(0.0, |b| b.2) {
-                best = Some((j, grant, surplus));
-            }
+        budget: f64,
+    ) -> Vec<usize> {
+        // Funding one query gains at most its utility; below this share of what the
+        // budget is worth at the margin, the extra re-clear is not worth its passes.
+        let negligible = self.tolerance * marginal_price * budget;
+        let mut scored: Vec<(f64, usize)> = candidates
+            .iter()
+            .filter_map(|&j| {
+                let grant = market.bidders[j]
+                    .bid_funded(marginal_price)
+                    .tokens()
+                    .min(budget);
+                let utility = utility_at(&queries[j], grant);
+                (grant > 0.0 && utility > negligible).then(|| (utility / grant, j))
+            })
+            .collect();
+        let tries = EDGE_TRIES.min(scored.len());
+        if tries > 0 && tries < scored.len() {
+            scored.select_nth_unstable_by(tries - 1, |a, b| b.0.total_cmp(&a.0));
         }
-        best.map(|(j, grant, _)| (j, grant))
+        scored[..tries].iter().map(|&(_, j)| j).collect()
+    }
+
+    /// Hands what the budget has left to query `j`, up to its cap: the re-clear cannot
+    /// place tokens below an edge query's inflection point, where its utility is convex
+    /// and the best use of a small remainder is all of it.
+    fn give_rest(&self, market: &Market, grants: &mut [u64], j: usize, budget: u64) {
+        let used: u128 = grants.iter().map(|&t| t as u128).sum();
+        let rest = u64::try_from((budget as u128).saturating_sub(used)).unwrap_or(u64::MAX);
+        let grant = grants[j]
+            .saturating_add(rest - rest % self.granularity)
+            .min(market.caps[j]);
+        if grant as f64 > market.bidders[j].threshold() {
+            grants[j] = grant;
+        }
     }
 
     /// Whole tokens: round down to the granularity and the cap, drop grants that do
@@ -738,7 +782,7 @@ impl Allocator {
         queries: &[Query],
         market: &Market,
         grants: Vec<u64>,
-        edge: Option<usize>,
+        edges: &[usize],
         budget: Option<u64>,
         prices: (f64, f64),
         passes: usize,
@@ -751,8 +795,8 @@ impl Allocator {
                 utility: utility_of(&queries[i], tokens),
                 decision: if tokens == 0 {
                     Decision::Abandoned
-                } else if edge == Some(i) {
-                    Decision::Leftover
+                } else if edges.contains(&i) {
+                    Decision::Edge
                 } else if tokens == market.caps[i] {
                     Decision::Capped
                 } else {
@@ -775,8 +819,12 @@ fn utility_of(query: &Query, tokens: u64) -> f64 {
     if tokens == 0 {
         0.0
     } else {
-        query.weight * query.curve.utility(tokens as f64)
+        utility_at(query, tokens as f64)
     }
+}
+
+fn utility_at(query: &Query, tokens: f64) -> f64 {
+    query.weight * query.curve.utility(tokens)
 }
 
 fn check_weight(query: &Query, index: usize) -> Result<()> {

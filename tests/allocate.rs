@@ -1,0 +1,289 @@
+//! The allocator through the public API: optimality conditions, edge cases and errors.
+
+use approx::assert_relative_eq;
+use clear_alloc::{Allocator, Decision, Error, Query, ShiftedSurge};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn curve(tau: f64, width: f64, ceiling: f64) -> ShiftedSurge {
+    ShiftedSurge::new(tau, width, ceiling).unwrap()
+}
+
+/// A heterogeneous batch around the Figure-1 fits, with random caps and weights.
+fn random_batch(rng: &mut StdRng, n: usize) -> Vec<Query> {
+    (0..n)
+        .map(|i| {
+            let mut q = Query::new(curve(
+                rng.random_range(0.0..900.0),
+                rng.random_range(40.0..400.0),
+                rng.random_range(0.05..1.0),
+            ))
+            .with_id(format!("q{i}"));
+            if rng.random_bool(0.3) {
+                q = q.with_cap(rng.random_range(100..6000));
+            }
+            if rng.random_bool(0.3) {
+                q = q.with_weight(rng.random_range(0.1..3.0));
+            }
+            q
+        })
+        .collect()
+}
+
+/// Best surplus of `query` at `price` on a 1-token grid up to its cap: an independent
+/// check of the closed-form best response.
+fn grid_best_surplus(query: &Query, cap: u64, price: f64) -> f64 {
+    (0..=cap)
+        .map(|b| query.weight * query.curve.utility(b as f64) - price * b as f64)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn kkt_conditions_hold_at_the_reported_prices() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for granularity in [1u64, 16] {
+        let allocator = Allocator::builder()
+            .default_cap(4096)
+            .granularity(granularity)
+            .build()
+            .unwrap();
+        for _ in 0..40 {
+            let n = rng.random_range(5..200);
+            let queries = random_batch(&mut rng, n);
+            let budget = rng.random_range(50..1500) * n as u64;
+            let a = allocator.allocate(&queries, budget).unwrap();
+            let price = a.price().unwrap();
+            let marginal = a.marginal_price().unwrap();
+            assert!(a.total_tokens() <= budget);
+            let has_edge = a.queries().iter().any(|r| r.decision == Decision::Edge);
+            assert!(has_edge || marginal <= price * (1.0 + 1e-12));
+            let g = granularity as f64;
+            for (q, r) in queries.iter().zip(a.queries()) {
+                let cap = allocator.cap_of(q);
+                assert!(r.tokens <= cap && r.tokens % granularity == 0);
+                match r.decision {
+                    Decision::Funded => {
+                        // φ is decreasing on the concave branch; the continuous optimum
+                        // lies within one granule of the grant.
+                        let b = r.tokens as f64;
+                        let lower = q.weight * q.curve.marginal(b + g);
+                        let upper = q.weight * q.curve.marginal((b - g).max(0.0));
+                        assert!(
+                            lower <= marginal * (1.0 + 1e-9) && marginal <= upper * (1.0 + 1e-9),
+                            "funded query: w·φ(b±g) = [{lower}, {upper}] does not bracket {marginal}"
+                        );
+                    }
+                    Decision::Abandoned if price > 0.0 => {
+                        let best = grid_best_surplus(q, cap, price);
+                        assert!(
+                            best <= 1e-9 * q.weight * q.curve.ceiling(),
+                            "abandoned query has surplus {best} at price {price}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scarce_budget_abandons_the_hopeless_and_funds_the_easy() {
+    // 10 easy (GSM8K fit) and 10 hard (AIME fit) queries, 200 tokens each: the easy
+    // ones need about 151 + 2·101 tokens on average, the hard ones 304 + 2·280.
+    let easy = curve(151.0, 101.0, 0.95);
+    let hard = curve(304.0, 280.0, 0.4);
+    let queries: Vec<Query> = (0..20)
+        .map(|i| Query::new(if i < 10 { easy } else { hard }))
+        .collect();
+    let a = Allocator::default().allocate(&queries, 4000).unwrap();
+    let easy_funded = a.queries()[..10].iter().filter(|r| r.tokens > 0).count();
+    let hard_funded = a.queries()[10..].iter().filter(|r| r.tokens > 0).count();
+    assert_eq!(hard_funded, 0);
+    assert!(easy_funded >= 9, "{easy_funded}");
+    // Uniform (200 each) gets far less: U_easy(200) ≈ 0.095, U_hard(200) = 0.
+    let uniform: f64 = 10.0 * easy.utility(200.0);
+    assert!(a.total_utility() > 3.0 * uniform);
+}
+
+#[test]
+fn empty_zero_and_unbounded_budgets() {
+    let allocator = Allocator::default();
+    let empty = allocator.allocate(&[], 1000).unwrap();
+    assert_eq!(empty.queries().len(), 0);
+    assert_eq!(empty.total_tokens(), 0);
+    assert_eq!(empty.leftover(), 1000);
+
+    let queries = vec![Query::new(curve(100.0, 50.0, 0.9)); 5];
+    let none = allocator.allocate(&queries, 0).unwrap();
+    assert_eq!(none.abandoned().count(), 5);
+    assert_eq!(none.total_utility(), 0.0);
+
+    let all = allocator.allocate(&queries, u64::MAX).unwrap();
+    assert_eq!(all.price(), Some(0.0));
+    assert!(all.tokens().all(|t| t == Allocator::DEFAULT_CAP));
+    assert_eq!(all.leftover(), u64::MAX - 5 * Allocator::DEFAULT_CAP);
+}
+
+#[test]
+fn huge_caps_and_budgets_do_not_overflow() {
+    let queries: Vec<Query> = (0..4)
+        .map(|i| Query::new(curve(100.0 * i as f64, 1e6, 0.9)).with_cap(u64::MAX))
+        .collect();
+    for budget in [u64::MAX, u64::MAX / 3, 1 << 60, 12_345] {
+        let a = Allocator::default().allocate(&queries, budget).unwrap();
+        let total: u128 = a.tokens().map(|t| t as u128).sum();
+        assert!(total <= budget as u128, "{total} > {budget}");
+    }
+}
+
+#[test]
+fn extreme_parameters_give_a_result_or_an_error() {
+    let params = [
+        (0.0, 1e-300, 1.0),
+        (1e300, 1.0, 1.0),
+        (0.0, 1e300, 1e-300),
+        (1e-300, 1e-300, 1e-300),
+        (0.0, 1.0, 1e300),
+    ];
+    for (tau, w, p) in params {
+        match ShiftedSurge::new(tau, w, p) {
+            Ok(c) => {
+                let queries = vec![Query::new(c); 3];
+                for budget in [0, 1, 1000, u64::MAX] {
+                    let a = Allocator::default().allocate(&queries, budget).unwrap();
+                    assert!(a.total_tokens() <= budget);
+                    assert!(a.total_utility().is_finite());
+                }
+            }
+            Err(e) => assert!(matches!(e, Error::InvalidParameter { .. })),
+        }
+    }
+}
+
+#[test]
+fn bad_weights_are_named_errors() {
+    let good = Query::new(curve(100.0, 50.0, 0.9));
+    for weight in [f64::NAN, f64::INFINITY, -1.0] {
+        let queries = vec![
+            good.clone(),
+            good.clone().with_weight(weight).with_id("bad"),
+        ];
+        let err = Allocator::default().allocate(&queries, 100).unwrap_err();
+        match &err {
+            Error::InvalidQuery {
+                index, id, field, ..
+            } => {
+                assert_eq!((*index, id.as_deref(), *field), (1, Some("bad"), "weight"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().starts_with("query 1 (id \"bad\"): weight"));
+    }
+    // A weight that makes the weighted peak marginal overflow.
+    let huge = vec![Query::new(curve(0.0, 1.0, 1e300)).with_weight(1e300)];
+    assert!(matches!(
+        Allocator::default().allocate(&huge, 10),
+        Err(Error::InvalidQuery {
+            index: 0,
+            field: "weight",
+            ..
+        })
+    ));
+    assert!(Allocator::builder().granularity(0).build().is_err());
+    assert!(Allocator::builder().tolerance(f64::NAN).build().is_err());
+    assert!(Allocator::builder().tolerance(0.0).build().is_err());
+    assert!(Allocator::builder().max_iterations(0).build().is_err());
+    assert!(Allocator::default()
+        .allocate_at_price(&[good], f64::NAN)
+        .is_err());
+}
+
+#[test]
+fn price_mode_is_each_query_best_response() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let queries = random_batch(&mut rng, 60);
+    let allocator = Allocator::builder().default_cap(8192).build().unwrap();
+    for price in [0.0, 1e-5, 1e-4, 5e-4, 2e-3, 1.0] {
+        let a = allocator.allocate_at_price(&queries, price).unwrap();
+        assert_eq!(a.budget(), None);
+        for (q, r) in queries.iter().zip(a.queries()) {
+            let cap = allocator.cap_of(q) as f64;
+            let expected = if q.weight == 0.0 {
+                0.0
+            } else {
+                q.curve.best_response(price / q.weight, cap).unwrap()
+            };
+            let expected = expected.floor();
+            let expected = if expected <= q.curve.threshold() {
+                0.0
+            } else {
+                expected
+            };
+            assert_eq!(r.tokens as f64, expected, "price {price}");
+        }
+    }
+}
+
+#[test]
+fn weights_shift_tokens_to_priority_queries() {
+    let c = curve(200.0, 100.0, 0.8);
+    let queries = vec![Query::new(c), Query::new(c).with_weight(3.0)];
+    let a = Allocator::default().allocate(&queries, 700).unwrap();
+    let [low, high] = [a.queries()[0], a.queries()[1]];
+    assert!(high.tokens >= low.tokens);
+    assert_relative_eq!(high.utility, 3.0 * c.utility(high.tokens as f64));
+}
+
+#[test]
+fn without_abandonment_every_solvable_query_is_funded() {
+    let easy = curve(151.0, 101.0, 0.95);
+    let hard = curve(304.0, 280.0, 0.4);
+    let queries: Vec<Query> = (0..20)
+        .map(|i| Query::new(if i % 2 == 0 { easy } else { hard }))
+        .collect();
+    let keep_all = Allocator::builder().abandonment(false).build().unwrap();
+    let budget = 20 * 600;
+    let a = keep_all.allocate(&queries, budget).unwrap();
+    assert!(a.total_tokens() <= budget);
+    assert!(
+        a.abandoned().count()
+            < Allocator::default()
+                .allocate(&queries, budget)
+                .unwrap()
+                .abandoned()
+                .count()
+    );
+}
+
+#[test]
+fn granularity_and_caps_are_respected() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let queries = random_batch(&mut rng, 300);
+    let allocator = Allocator::builder()
+        .default_cap(3000)
+        .granularity(128)
+        .build()
+        .unwrap();
+    let a = allocator.allocate(&queries, 300 * 250).unwrap();
+    for (q, r) in queries.iter().zip(a.queries()) {
+        assert_eq!(r.tokens % 128, 0);
+        assert!(r.tokens <= q.cap.unwrap_or(3000));
+        // A grant that does not pass the threshold would buy nothing.
+        assert!(r.tokens == 0 || r.tokens as f64 > q.curve.threshold());
+    }
+    assert!(a.total_tokens() <= 300 * 250);
+    assert!(a.leftover() < 128 * 300);
+}
+
+#[test]
+fn large_batches_fill_the_budget() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let queries = random_batch(&mut rng, 20_000);
+    let budget = 300 * 20_000;
+    let a = Allocator::default().allocate(&queries, budget).unwrap();
+    assert!(a.total_tokens() <= budget);
+    // Leftover is what rounding and caps leave: a token or so per query at most.
+    assert!(a.leftover() <= 20_000, "leftover {}", a.leftover());
+    assert!(a.passes() <= 12, "{} passes", a.passes());
+}
