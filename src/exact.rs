@@ -92,15 +92,7 @@ impl AllocationPolicy for ExactOptimum {
             });
         }
         for (index, q) in queries.iter().enumerate() {
-            if !(q.weight.is_finite() && q.weight >= 0.0) {
-                return Err(Error::InvalidQuery {
-                    index,
-                    id: q.id.clone(),
-                    field: "weight",
-                    value: q.weight,
-                    reason: "must be finite and >= 0",
-                });
-            }
+            crate::solver::check_weight(q, index)?;
         }
         let cells = cells as usize;
         // best[k]: the most utility the queries so far can get from at most k cells.

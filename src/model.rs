@@ -342,7 +342,9 @@ impl ShiftedSurge {
     }
 
     /// The abandonment price under a cap: the query's best response is funded at
-    /// prices below it and abandoned at prices at or above it (SPEC §3).
+    /// prices below it and abandoned at prices at or above it (SPEC §3). It equals the
+    /// best average utility per token, `max_{0 < b ≤ cap} U(b)/b`, reached where the
+    /// tangent from the origin touches the curve; computed by a few Newton steps.
     ///
     /// ```
     /// # use clear_alloc::ShiftedSurge;
@@ -482,7 +484,8 @@ pub(crate) enum BidRule {
 impl Bidder {
     /// `weight` must be finite and ≥ 0 and `cap` finite and ≥ 0 (the caller checks).
     pub(crate) fn new(curve: &ShiftedSurge, weight: f64, cap: f64) -> Bidder {
-        let scale = weight * curve.ceiling * curve.beta;
+        // Grouped so that a large weight and a small width cannot overflow on the way.
+        let scale = weight * (curve.ceiling * curve.beta);
         let z_cap = curve.z(cap);
         let (cdf_cap, density_cap) = surge_cdf_and_density(z_cap);
         let cap_marginal = scale * density_cap;
@@ -613,26 +616,50 @@ impl Bidder {
 
     /// The price at which the best response switches from funded to abandoned.
     pub(crate) fn abandonment_price(&self) -> f64 {
-        if !self.fundable() {
+        self.abandonment_price_within(self.cap)
+    }
+
+    /// The abandonment price if no more than `limit` tokens could be granted: the best
+    /// weighted average utility per token, `max_{0 < b ≤ min(cap, limit)} w·U(b)/b`.
+    /// A query is solvent at λ exactly when some grant's average utility exceeds λ.
+    pub(crate) fn abandonment_price_within(&self, limit: f64) -> f64 {
+        let limit = self.cap.min(limit);
+        if limit <= self.threshold || self.scale == 0.0 {
             return 0.0;
         }
-        // The funded set {λ : bid(λ) ≠ Out} is an interval (0, λ_ab): bisect on it.
-        // 200 halvings of [0, max_price] reach the last bit of any f64.
-        let mut lo = 0.0;
-        let mut hi = self.max_price();
-        for _ in 0..200 {
-            let mid = 0.5 * (lo + hi);
-            if mid <= lo || mid >= hi {
-                break;
-            }
-            if matches!(self.bid(mid), Bid::Out) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
+        // The average U(b)/b rises until it meets the marginal φ(b) (the tangent from
+        // the origin) and falls after.
+        let z = tangent_z(self.beta * self.threshold);
+        let tangent = self.threshold + z / self.beta;
+        if tangent <= limit {
+            self.scale * surge_density(z)
+        } else {
+            self.scale / self.beta * surge_cdf(self.beta * (limit - self.threshold)) / limit
         }
-        hi
     }
+}
+
+/// The positive root of `e^z = 1 + (1 + t) z + z²`: where the tangent from the origin
+/// touches a curve whose threshold is `t` widths (`t = βτ`), in units of the width.
+///
+/// Newton's method on `f(z) = z − ln(1 + (1 + t) z + z²)`, which is convex to the right
+/// of the root, started to its right so that the iterates descend monotonically.
+pub(crate) fn tangent_z(t: f64) -> f64 {
+    if !t.is_finite() {
+        return f64::INFINITY;
+    }
+    let mut z = 2.0 * (2.0 + t).ln() + 3.0;
+    for _ in 0..100 {
+        let q = 1.0 + (1.0 + t) * z + z * z;
+        let f = z - q.ln();
+        let slope = 1.0 - ((1.0 + t) + 2.0 * z) / q;
+        let step = f / slope;
+        z -= step;
+        if step.abs() <= 1e-15 * z {
+            break;
+        }
+    }
+    z
 }
 
 #[cfg(test)]

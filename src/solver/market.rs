@@ -64,13 +64,14 @@ impl Market {
             let cap = allocator.cap_of(query);
             let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
             let max_price = bidder.max_price_under(allocator.rule);
-            if !max_price.is_finite() {
+            // Weighted utilities and prices must be representable.
+            if !(query.weight * query.curve.ceiling()).is_finite() || !max_price.is_finite() {
                 return Err(Error::InvalidQuery {
                     index,
                     id: query.id.clone(),
                     field: "weight",
                     value: query.weight,
-                    reason: "times the curve's peak marginal utility overflows",
+                    reason: "is too large: weight times ceiling (or ceiling / width) overflows",
                 });
             }
             top_price = top_price.max(max_price);
@@ -238,7 +239,6 @@ impl Bracket {
         let close = self.hi.tokens >= budget * (1.0 - tolerance);
         let narrow = self.lo_real
             && (self.width() <= tolerance
-                || self.lo.funded.saturating_sub(self.hi.funded) <= 1
                 || self.width() <= 1e-14 * (1.0 + self.hi.log_price.abs()));
         close || narrow
     }
@@ -276,8 +276,8 @@ impl Bracket {
 
 impl Allocator {
     /// Market clearing (SPEC §4): narrows a bracket on the price until the feasible end
-    /// is within tolerance of the budget, the bracket is narrower than the tolerance,
-    /// or at most one abandonment separates its ends.
+    /// is within tolerance of the budget or the bracket is narrower than the tolerance
+    /// (relative to the price).
     pub(super) fn clear(&self, market: &Market, budget: f64) -> Cleared {
         let n = market.len();
         let mut bracket = Bracket::new(market.top_price, market.fundable_caps as f64);
@@ -418,8 +418,11 @@ impl Allocator {
                 best_price = point.price();
                 std::mem::swap(&mut best_tokens, &mut current);
             }
+            // Demand can still jump here — a forced edge query drops out above its
+            // peak marginal — so a bracket this narrow means the budget falls in a
+            // jump, and the caller hands the remainder to the edge query.
             if budget - bracket.hi.tokens <= exact
-                || (bracket.lo_real && bracket.width() <= 1e-14 * (1.0 + point.log_price.abs()))
+                || (bracket.lo_real && bracket.width() <= self.tolerance)
             {
                 break;
             }
@@ -432,6 +435,15 @@ impl Allocator {
             };
             point = demand(next, &mut current);
             passes += 1;
+            if std::env::var("CLEAR_TRACE").is_ok() {
+                eprintln!(
+                    "reclear n={} u={:.6} D={:.3} B={budget} slope={:.3}",
+                    funded.len(),
+                    point.log_price,
+                    point.tokens,
+                    point.slope
+                );
+            }
         }
         (best_price, best_tokens, passes)
     }

@@ -32,10 +32,24 @@ use crate::model::{BidRule, ShiftedSurge};
 mod market;
 use market::{Market, LARGE_BATCH};
 
+/// A candidate allocation during the leftover step.
+#[derive(Clone)]
+struct Plan {
+    grants: Vec<u64>,
+    marginal_price: f64,
+    funded: Vec<usize>,
+    /// Queries added by the leftover step.
+    edges: Vec<usize>,
+    /// Queries solvent at the price that the leftover step dropped for an edge query.
+    displaced: Vec<usize>,
+}
+
 /// Most queries the leftover step adds one at a time on top of the funded set.
 const EDGE_ROUNDS: usize = 8;
-/// Candidates tried in each of those rounds.
+/// Candidates tried in each of those rounds, per ranking.
 const EDGE_TRIES: usize = 3;
+/// Up to this many candidates, every one is tried.
+const EDGE_EXHAUSTIVE: usize = 16;
 
 /// One query to allocate: its curve and, optionally, a cap, a weight and an id.
 ///
@@ -106,6 +120,9 @@ pub enum Decision {
     /// that the leftover step added because the batch's utility is higher with it
     /// (SPEC §4.2).
     Edge,
+    /// No tokens although solvent at the price: the leftover step found the batch's
+    /// utility higher with an edge query in its place.
+    Displaced,
 }
 
 /// One query's share of an [`Allocation`].
@@ -520,7 +537,7 @@ impl Allocator {
         let cleared = self.clear(&market, budget_f);
         let price = cleared.hi.price();
         let mut passes = cleared.passes;
-        let (funded, left_out) = self.funded_set(queries, &market, &cleared, budget_f);
+        let (funded, left_out) = self.funded_set(&market, &cleared, budget_f);
 
         // Spend the leftover (SPEC §4.2): re-clear the price among the funded queries …
         let (marginal, spent, extra) =
@@ -528,59 +545,45 @@ impl Allocator {
         passes += extra;
         let mut tokens = vec![0.0; market.len()];
         scatter(&mut tokens, &funded, &spent);
-        let mut grants = self.round(&market, &tokens, Some(budget));
-        let mut marginal_price = marginal;
+        let grants = self.round(&market, &tokens, Some(budget));
 
         // … and try funding more: the most promising queries left out, one at a time,
         // with the price re-cleared among all. Keep each that raises the batch's utility.
         let mut is_funded = vec![false; market.len()];
         funded.iter().for_each(|&i| is_funded[i] = true);
-        let mut candidates = if market.len() < LARGE_BATCH {
+        let candidates = if market.len() < LARGE_BATCH {
             (0..market.len()).filter(|&i| !is_funded[i]).collect()
         } else {
             left_out
         };
-        let mut edges = Vec::new();
-        let mut funded = funded;
-        for _ in 0..EDGE_ROUNDS {
-            let mut best: Option<(f64, usize, Vec<u64>, f64)> = None;
-            for j in self.edge_candidates(queries, &market, &candidates, marginal_price, budget_f) {
-                let with_edge: Vec<usize> = funded.iter().copied().chain([j]).collect();
-                let (edge_price, spent, extra) =
-                    self.reclear(&market, &with_edge, budget_f, cleared.hi.log_price);
-                passes += extra;
-                let mut alternative = vec![0.0; market.len()];
-                scatter(&mut alternative, &with_edge, &spent);
-                let mut alternative = self.round(&market, &alternative, Some(budget));
-                self.give_rest(&market, &mut alternative, j, budget);
-                let gain: f64 = with_edge
-                    .iter()
-                    .map(|&i| {
-                        utility_of(&queries[i], alternative[i]) - utility_of(&queries[i], grants[i])
-                    })
-                    .sum();
-                if gain > best.as_ref().map_or(0.0, |b| b.0) {
-                    best = Some((gain, j, alternative, edge_price));
-                }
-            }
-            let Some((_, j, alternative, edge_price)) = best else {
-                break;
-            };
-            grants = alternative;
-            marginal_price = edge_price;
-            funded.push(j);
-            edges.push(j);
-            candidates.retain(|&i| i != j);
-        }
-        Ok(self.finish(
+        let mut plan = Plan {
+            grants,
+            marginal_price: marginal,
+            funded,
+            edges: Vec::new(),
+            displaced: Vec::new(),
+        };
+        passes += self.add_edges(
             queries,
             &market,
-            grants,
-            &edges,
+            &mut plan,
+            candidates,
+            budget,
+            cleared.hi.log_price,
+        );
+        let mut result = self.finish(
+            queries,
+            &market,
+            plan.grants,
+            &plan.edges,
             Some(budget),
-            (price, marginal_price),
+            (price, plan.marginal_price),
             passes,
-        ))
+        );
+        for &k in &plan.displaced {
+            result.queries[k].decision = Decision::Displaced;
+        }
+        Ok(result)
     }
 
     /// Allocates at a price given by the caller (utility per token) instead of a
@@ -633,7 +636,6 @@ impl Allocator {
     /// fund some of them and not others. Also returns the ones that did not fit.
     fn funded_set(
         &self,
-        queries: &[Query],
         market: &Market,
         cleared: &market::Cleared,
         budget: f64,
@@ -643,11 +645,10 @@ impl Allocator {
         let Some(lo) = &cleared.lo_tokens else {
             return (funded, Vec::new());
         };
-        // Solvency order: average utility per token at the bid (a query is solvent at
-        // λ exactly when some grant's average utility per token exceeds λ).
+        // Most solvent first: the highest abandonment price.
         let mut jumpers: Vec<(f64, usize)> = (0..n)
             .filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0)
-            .map(|i| (utility_at(&queries[i], lo[i]) / lo[i], i))
+            .map(|i| (market.bidders[i].abandonment_price(), i))
             .collect();
         jumpers.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut room = budget - cleared.hi.tokens;
@@ -664,10 +665,12 @@ impl Allocator {
         (funded, left_out)
     }
 
-    /// The queries to try funding on top of the funded set: among `candidates`, the
-    /// [`EDGE_TRIES`] with the highest average utility per token at the grant they
-    /// could get — their stationary point (or cap) at `marginal_price`, at most the
-    /// budget — leaving out any whose utility there is negligible for the batch.
+    /// The queries to try funding on top of the funded set. All of `candidates` when
+    /// there are at most [`EDGE_EXHAUSTIVE`]; otherwise the [`EDGE_TRIES`] most solvent
+    /// given the budget (highest abandonment price with the budget as a cap) and the
+    /// [`EDGE_TRIES`] with the largest surplus at `marginal_price` — two rankings,
+    /// because the most solvent query may need tokens that only a costly squeeze of the
+    /// others could free. Candidates whose utility could not matter are left out.
     fn edge_candidates(
         &self,
         queries: &[Query],
@@ -679,22 +682,158 @@ impl Allocator {
         // Funding one query gains at most its utility; below this share of what the
         // budget is worth at the margin, the extra re-clear is not worth its passes.
         let negligible = self.tolerance * marginal_price * budget;
-        let mut scored: Vec<(f64, usize)> = candidates
+        let useful: Vec<usize> = candidates
             .iter()
-            .filter_map(|&j| {
-                let grant = market.bidders[j]
-                    .bid_funded(marginal_price)
-                    .tokens()
-                    .min(budget);
-                let utility = utility_at(&queries[j], grant);
-                (grant > 0.0 && utility > negligible).then(|| (utility / grant, j))
+            .copied()
+            .filter(|&j| {
+                let bidder = &market.bidders[j];
+                bidder.abandonment_price_within(budget) > 0.0
+                    && utility_at(&queries[j], bidder.cap().min(budget)) > negligible
             })
             .collect();
-        let tries = EDGE_TRIES.min(scored.len());
-        if tries > 0 && tries < scored.len() {
-            scored.select_nth_unstable_by(tries - 1, |a, b| b.0.total_cmp(&a.0));
+        if useful.len() <= EDGE_EXHAUSTIVE {
+            return useful;
         }
-        scored[..tries].iter().map(|&(_, j)| j).collect()
+        let top = |score: &dyn Fn(usize) -> f64| -> Vec<usize> {
+            let mut scored: Vec<(f64, usize)> = useful.iter().map(|&j| (score(j), j)).collect();
+            scored.select_nth_unstable_by(EDGE_TRIES - 1, |a, b| b.0.total_cmp(&a.0));
+            scored[..EDGE_TRIES].iter().map(|&(_, j)| j).collect()
+        };
+        let mut picks = top(&|j| market.bidders[j].abandonment_price_within(budget));
+        let surplus = |j: usize| {
+            let bidder = &market.bidders[j];
+            let grant = bidder
+                .bid_by(marginal_price, BidRule::Rational)
+                .tokens()
+                .min(budget);
+            utility_at(&queries[j], grant) - marginal_price * grant
+        };
+        for j in top(&surplus) {
+            if !picks.contains(&j) {
+                picks.push(j);
+            }
+        }
+        picks
+    }
+
+    /// The leftover step's search (SPEC §4.2). A move tries one of the
+    /// [`EDGE_TRIES`] most promising candidates on top of the funded set — or in place
+    /// of its least solvent member — with the price re-cleared among the new set. The
+    /// search branches on every improving first move (near-ties between first moves
+    /// are common when the budget covers only a few queries), continues each greedily
+    /// for up to [`EDGE_ROUNDS`] moves, and keeps the best plan. Returns the passes.
+    fn add_edges(
+        &self,
+        queries: &[Query],
+        market: &Market,
+        plan: &mut Plan,
+        candidates: Vec<usize>,
+        budget: u64,
+        start_log_price: f64,
+    ) -> usize {
+        let mut passes = 0;
+        let first_moves = self.edge_moves(
+            queries,
+            market,
+            plan,
+            &candidates,
+            budget,
+            start_log_price,
+            &mut passes,
+        );
+        let mut best: Option<(f64, Plan)> = None;
+        for (_, mut branch) in first_moves {
+            let mut left: Vec<usize> = candidates.clone();
+            left.retain(|i| !branch.funded.contains(i));
+            for _ in 1..EDGE_ROUNDS {
+                let moves = self.edge_moves(
+                    queries,
+                    market,
+                    &branch,
+                    &left,
+                    budget,
+                    start_log_price,
+                    &mut passes,
+                );
+                let Some((_, next)) = moves.into_iter().next() else {
+                    break;
+                };
+                left.retain(|i| !next.funded.contains(i));
+                branch = next;
+            }
+            let value = total_utility_of(queries, &branch.grants);
+            if value > best.as_ref().map_or(f64::NEG_INFINITY, |b| b.0) {
+                best = Some((value, branch));
+            }
+        }
+        if let Some((_, better)) = best {
+            *plan = better;
+        }
+        passes
+    }
+
+    /// The improving moves from `plan`, best first, each applied to a copy of it.
+    #[allow(clippy::too_many_arguments)]
+    fn edge_moves(
+        &self,
+        queries: &[Query],
+        market: &Market,
+        plan: &Plan,
+        candidates: &[usize],
+        budget: u64,
+        start_log_price: f64,
+        passes: &mut usize,
+    ) -> Vec<(f64, Plan)> {
+        let budget_f = budget as f64;
+        let weakest = plan.funded.iter().copied().min_by(|&a, &b| {
+            let (a, b) = (&market.bidders[a], &market.bidders[b]);
+            a.abandonment_price().total_cmp(&b.abandonment_price())
+        });
+        let mut moves = Vec::new();
+        for j in self.edge_candidates(queries, market, candidates, plan.marginal_price, budget_f) {
+            for dropped in [None, weakest] {
+                let mut set: Vec<usize> = plan
+                    .funded
+                    .iter()
+                    .copied()
+                    .filter(|&i| Some(i) != dropped)
+                    .collect();
+                set.push(j);
+                let (price, spent, extra) = self.reclear(market, &set, budget_f, start_log_price);
+                *passes += extra;
+                let mut tokens = vec![0.0; market.len()];
+                scatter(&mut tokens, &set, &spent);
+                let mut grants = self.round(market, &tokens, Some(budget));
+                self.give_rest(market, &mut grants, j, budget);
+                let gain: f64 = set
+                    .iter()
+                    .chain(&dropped)
+                    .map(|&i| {
+                        utility_of(&queries[i], grants[i]) - utility_of(&queries[i], plan.grants[i])
+                    })
+                    .sum();
+                if gain > 0.0 {
+                    let mut next = Plan {
+                        grants,
+                        marginal_price: price,
+                        funded: set,
+                        edges: plan.edges.clone(),
+                        displaced: plan.displaced.clone(),
+                    };
+                    next.edges.push(j);
+                    if let Some(k) = dropped {
+                        if next.edges.contains(&k) {
+                            next.edges.retain(|&i| i != k);
+                        } else {
+                            next.displaced.push(k);
+                        }
+                    }
+                    moves.push((gain, next));
+                }
+            }
+        }
+        moves.sort_by(|a, b| b.0.total_cmp(&a.0));
+        moves
     }
 
     /// Hands what the budget has left to query `j`, up to its cap: the re-clear cannot
@@ -823,11 +962,19 @@ fn utility_of(query: &Query, tokens: u64) -> f64 {
     }
 }
 
+fn total_utility_of(queries: &[Query], grants: &[u64]) -> f64 {
+    queries
+        .iter()
+        .zip(grants)
+        .map(|(q, &t)| utility_of(q, t))
+        .sum()
+}
+
 fn utility_at(query: &Query, tokens: f64) -> f64 {
     query.weight * query.curve.utility(tokens)
 }
 
-fn check_weight(query: &Query, index: usize) -> Result<()> {
+pub(crate) fn check_weight(query: &Query, index: usize) -> Result<()> {
     if query.weight.is_finite() && query.weight >= 0.0 {
         Ok(())
     } else {

@@ -1,0 +1,171 @@
+//! Property tests of the allocator's invariants over arbitrary input, NaN and extremes
+//! included.
+
+use clear_alloc::{Allocator, Decision, Error, Query, ShiftedSurge};
+use proptest::prelude::*;
+
+/// Any f64 a caller might pass: mostly plausible values, often the nasty ones.
+fn any_param() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        6 => 0.0..2000.0f64,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(-1.0),
+        1 => Just(0.0),
+        1 => Just(1e-300),
+        1 => Just(1e300),
+        1 => Just(f64::MIN_POSITIVE),
+    ]
+}
+
+fn any_budget() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => 0..200_000u64,
+        1 => Just(0u64),
+        1 => Just(u64::MAX),
+        1 => any::<u64>(),
+    ]
+}
+
+/// Plausible queries (valid curves) for the economic properties.
+fn plausible_query() -> impl Strategy<Value = Query> {
+    (
+        0.0..800.0f64,
+        20.0..400.0f64,
+        0.05..1.0f64,
+        prop::option::of(50u64..5000),
+    )
+        .prop_map(|(tau, width, ceiling, cap)| {
+            let q = Query::new(ShiftedSurge::new(tau, width, ceiling).unwrap());
+            match cap {
+                Some(c) => q.with_cap(c),
+                None => q,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Whatever comes in: a typed error or an allocation within budget and caps.
+    #[test]
+    fn never_panics_never_overspends(
+        raw in prop::collection::vec(
+            (any_param(), any_param(), any_param(), any_param(), prop::option::of(any::<u64>())),
+            0..12,
+        ),
+        budget in any_budget(),
+        granularity in prop_oneof![Just(1u64), 1..200u64],
+        default_cap in prop_oneof![Just(32_768u64), Just(u64::MAX), 0..10_000u64],
+    ) {
+        let mut queries = Vec::new();
+        for (tau, width, ceiling, weight, cap) in raw {
+            match ShiftedSurge::new(tau, width, ceiling) {
+                Ok(curve) => {
+                    let mut q = Query::new(curve).with_weight(weight);
+                    q.cap = cap;
+                    queries.push(q);
+                }
+                Err(e) => prop_assert!(
+                    matches!(e, Error::InvalidParameter { .. }),
+                    "unexpected error kind {e:?}"
+                ),
+            }
+        }
+        let allocator = Allocator::builder()
+            .default_cap(default_cap)
+            .granularity(granularity)
+            .build()
+            .unwrap();
+        let bad_weight = queries.iter().position(|q| !(q.weight.is_finite() && q.weight >= 0.0));
+        match allocator.allocate(&queries, budget) {
+            Ok(a) => {
+                prop_assert!(bad_weight.is_none());
+                let total: u128 = a.tokens().map(|t| t as u128).sum();
+                prop_assert!(total <= budget as u128);
+                prop_assert_eq!(a.queries().len(), queries.len());
+                for (q, r) in queries.iter().zip(a.queries()) {
+                    prop_assert!(r.tokens <= q.cap.unwrap_or(default_cap));
+                    prop_assert_eq!(r.tokens % granularity, 0);
+                    prop_assert!(r.utility.is_finite() && r.utility >= 0.0);
+                }
+                prop_assert!(a.total_utility().is_finite());
+            }
+            Err(Error::InvalidQuery { index, field, .. }) => {
+                // Either the weight is invalid, or weight × peak marginal overflows.
+                prop_assert_eq!(field, "weight");
+                let q = &queries[index];
+                // The solver works with weight · ceiling / width (the marginal's scale).
+                let overflows = !(q.weight * (q.curve.ceiling() * q.curve.beta())).is_finite()
+                    || !(q.weight * q.curve.ceiling()).is_finite();
+                prop_assert!(bad_weight.is_some() || overflows);
+            }
+            Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+        }
+    }
+
+    /// More budget never lowers the total utility.
+    #[test]
+    fn more_budget_never_hurts(
+        queries in prop::collection::vec(plausible_query(), 1..15),
+        budget in 0u64..20_000,
+        extra in 1u64..5_000,
+    ) {
+        let allocator = Allocator::builder().default_cap(5000).build().unwrap();
+        let less = allocator.allocate(&queries, budget).unwrap();
+        let more = allocator.allocate(&queries, budget + extra).unwrap();
+        prop_assert!(
+            more.total_utility() >= less.total_utility() - 1e-9,
+            "budget {budget}: {} ; budget {}: {}",
+            less.total_utility(), budget + extra, more.total_utility()
+        );
+    }
+
+    /// Identical queries are funded equally (to within rounding) or abandoned; the
+    /// leftover step may add edge queries on top.
+    #[test]
+    fn identical_queries_are_treated_alike(
+        query in plausible_query(),
+        copies in 2usize..20,
+        budget in 0u64..40_000,
+    ) {
+        let queries = vec![query; copies];
+        let a = Allocator::default().allocate(&queries, budget).unwrap();
+        let funded: Vec<u64> = a
+            .queries()
+            .iter()
+            .filter(|r| matches!(r.decision, Decision::Funded | Decision::Capped))
+            .map(|r| r.tokens)
+            .collect();
+        if let (Some(lo), Some(hi)) = (funded.iter().min(), funded.iter().max()) {
+            prop_assert!(hi - lo <= 1, "funded unequally: {funded:?}");
+        }
+    }
+
+    /// Among queries that differ only in threshold, a harder one is never funded while
+    /// an easier one is abandoned.
+    #[test]
+    fn higher_thresholds_are_abandoned_first(
+        mut thresholds in prop::collection::vec(0.0..1500.0f64, 2..15),
+        width in 20.0..400.0f64,
+        ceiling in 0.05..1.0f64,
+        per_query in 0u64..1500,
+    ) {
+        thresholds.sort_by(f64::total_cmp);
+        let queries: Vec<Query> = thresholds
+            .iter()
+            .map(|&t| Query::new(ShiftedSurge::new(t, width, ceiling).unwrap()))
+            .collect();
+        let a = Allocator::default()
+            .allocate(&queries, per_query * queries.len() as u64)
+            .unwrap();
+        let funded: Vec<bool> = a.tokens().map(|t| t > 0).collect();
+        // Sorted by threshold, funded queries must form a prefix.
+        let first_abandoned = funded.iter().position(|f| !f).unwrap_or(funded.len());
+        prop_assert!(
+            funded[first_abandoned..].iter().all(|f| !f),
+            "thresholds {thresholds:?} funded {funded:?}"
+        );
+    }
+}
