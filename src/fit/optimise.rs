@@ -60,7 +60,7 @@ pub(crate) fn maximise_1d(f: impl Fn(f64) -> f64, lo: f64, hi: f64, grid: usize)
             best_index = i;
         }
     }
-    if !(step > 0.0) {
+    if step.is_nan() || step <= 0.0 {
         return best;
     }
     let left = at(best_index.saturating_sub(1));

@@ -93,7 +93,7 @@ impl RolloutFit {
     /// let queries = [query("a", &[160, 250, 340]), query("b", &[510, 600, 700])];
     /// let fit = RolloutFit::default().fit_shared(&queries, SharedCeiling::Shared)?;
     /// assert_eq!(fit.curves.len(), 2);
-    /// assert_eq!(fit.curves[0].curve.width(), fit.shape.width());
+    /// assert!((fit.curves[0].curve.width() / fit.shape.width() - 1.0).abs() < 1e-12);
     /// assert!(fit.curves[1].curve.threshold() > fit.curves[0].curve.threshold());
     /// # Ok::<(), clear_alloc::Error>(())
     /// ```
