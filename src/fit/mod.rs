@@ -9,7 +9,8 @@
 //! likelihood is profiled over τ ∈ [0, min L) and maximised with Brent's method
 //! (argmin). Rollouts cut off at the sampling cap `M` are censored: the correct lengths
 //! then follow the law truncated at `M` (no closed form), and argmin's Nelder–Mead
-//! maximises over `(τ, β)` jointly; see [`likelihood`](self) for the derivation.
+//! maximises over `(τ, β)` jointly (the derivation is in the source of the private
+//! `likelihood` submodule).
 //!
 //! ```
 //! use clear_alloc::fit::{Rollout, RolloutFit};
