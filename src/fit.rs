@@ -1,1 +1,0 @@
-//! (issue in progress)
