@@ -32,16 +32,6 @@ const FIGURE_SIGMA: f64 = 0.5;
 const NOISE_BUDGETS: [u64; 3] = [200, 500, 1000];
 const SEED: u64 = 2026;
 
-/// The main sweep's methods (the exact optimum is run separately, on its grid).
-const HEURISTICS: [Method; 6] = [
-    Method::Uniform,
-    Method::Proportional,
-    Method::Greedy,
-    Method::NoAbandonment,
-    Method::Clear,
-    Method::Oracle,
-];
-
 struct Options {
     out: PathBuf,
     pooled_shape: bool,
@@ -88,7 +78,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let stream = stream(mix, 0.0, options.pooled_shape)?;
         main_rows.extend(
             Sweep::new(BUDGETS.to_vec())?
-                .methods(&HEURISTICS)
+                .methods(&Method::HEURISTICS)
                 .run(&stream)?,
         );
         grid_rows.extend(
@@ -322,39 +312,35 @@ fn plot(
                 })
                 .collect()
         };
-        // (label, colour, points, line width): the exact optimum and the oracle thin, on
-        // top of CLEAR, which they match at sigma = 0.
-        let mut series: Vec<(String, RGBColor, Vec<(f64, f64, f64)>, u32)> = HEURISTICS
+        // The exact optimum and the oracle thin, on top of CLEAR, which they match at
+        // sigma = 0.
+        let accuracy = |label: &str, colour, source: &[Evaluation], method: &str, width| Line {
+            label: label.to_string(),
+            colour,
+            points: of_mix(source, method).iter().map(|p| (p.0, p.1)).collect(),
+            width,
+        };
+        let mut lines: Vec<Line> = Method::HEURISTICS
             .iter()
             .map(|&m| {
                 let width = if m == Method::Oracle { 1 } else { 2 };
-                (
-                    m.name().to_string(),
-                    style(m.name()),
-                    of_mix(rows, m.name()),
-                    width,
-                )
+                accuracy(m.name(), style(m.name()), rows, m.name(), width)
             })
             .collect();
-        series.push((
-            format!("exact DP ({GRID}-token grid)"),
+        lines.push(accuracy(
+            &format!("exact DP ({GRID}-token grid)"),
             style("exact DP"),
-            of_mix(grid_rows, "exact DP"),
+            grid_rows,
+            "exact DP",
             1,
         ));
-        series.push((
-            format!("CLEAR, noisy thresholds (sigma {FIGURE_SIGMA})"),
+        lines.push(accuracy(
+            &format!("CLEAR, noisy thresholds (sigma {FIGURE_SIGMA})"),
             BLACK,
-            of_mix(noisy_clear, "CLEAR"),
+            noisy_clear,
+            "CLEAR",
             1,
         ));
-        let accuracy: Vec<_> = series
-            .iter()
-            .map(|(name, colour, points, width)| {
-                let line: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
-                (name.clone(), *colour, line, *width)
-            })
-            .collect();
         panel(
             &panels[i],
             Some(mix.name()),
@@ -362,17 +348,19 @@ fn plot(
             1.0,
             i == 0,
             SeriesLabelPosition::UpperLeft,
-            &accuracy,
+            &lines,
         )?;
-        let abandonment: Vec<_> = [
+        let abandonment: Vec<Line> = [
             ("CLEAR (= oracle at sigma 0)", "CLEAR", rows, 3),
             ("CLEAR w/o abandonment", "CLEAR w/o abandonment", rows, 2),
             ("exact DP", "exact DP", grid_rows, 1),
         ]
         .into_iter()
-        .map(|(label, method, source, width)| {
-            let line: Vec<(f64, f64)> = of_mix(source, method).iter().map(|p| (p.0, p.2)).collect();
-            (label.to_string(), style(method), line, width)
+        .map(|(label, method, source, width)| Line {
+            label: label.to_string(),
+            colour: style(method),
+            points: of_mix(source, method).iter().map(|p| (p.0, p.2)).collect(),
+            width,
         })
         .collect();
         panel(
@@ -389,6 +377,14 @@ fn plot(
     Ok(())
 }
 
+/// One line of a panel.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    points: Vec<(f64, f64)>,
+    width: u32,
+}
+
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 /// One panel: lines with points against tokens per query (log scale), a legend on the
@@ -400,7 +396,7 @@ fn panel(
     y_top: f64,
     legend: bool,
     legend_at: SeriesLabelPosition,
-    series: &[(String, RGBColor, Vec<(f64, f64)>, u32)],
+    lines: &[Line],
 ) -> Result<(), Box<dyn Error>> {
     let mut builder = ChartBuilder::on(area);
     if let Some(caption) = caption {
@@ -419,18 +415,22 @@ fn panel(
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
         .draw()?;
-    for (name, colour, points, width) in series {
-        let colour = *colour;
+    for line in lines {
+        let colour = line.colour;
         let drawn = chart.draw_series(LineSeries::new(
-            points.iter().copied(),
-            colour.stroke_width(*width),
+            line.points.iter().copied(),
+            colour.stroke_width(line.width),
         ))?;
         if legend {
-            drawn.label(name.clone()).legend(move |(x, y)| {
+            drawn.label(line.label.clone()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
             });
         }
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, colour.filled())))?;
+        chart.draw_series(
+            line.points
+                .iter()
+                .map(|&p| Circle::new(p, 2, colour.filled())),
+        )?;
     }
     if legend {
         chart

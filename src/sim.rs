@@ -10,7 +10,7 @@
 //! are scored on the true ones ([`evaluate`]); a [`Sweep`] runs a line-up of
 //! [`Method`]s over a range of budgets.
 //!
-//! **[ours]** The paper does not publish its per-query curves. Here each pool's
+//! **\[ours\]** The paper does not publish its per-query curves. Here each pool's
 //! thresholds and widths spread log-normally around the Figure-1 fit (median = fit),
 //! and ceilings (the accuracy with unlimited tokens) are Beta-distributed with means
 //! 0.9, 0.7 and 0.35: hard problems are often unsolvable whatever the budget. By
@@ -305,25 +305,13 @@ impl StreamConfig {
     /// # Errors
     /// [`Error::InvalidOption`] naming the option.
     pub fn generate(&self) -> Result<Stream> {
-        if self.queries == 0 {
-            return Err(Error::InvalidOption {
-                option: "queries",
-                value: 0.0,
-                reason: "must be >= 1",
-            });
-        }
+        positive("queries", self.queries as u64)?;
+        positive("cap", self.cap)?;
         if !(self.threshold_noise.is_finite() && self.threshold_noise >= 0.0) {
             return Err(Error::InvalidOption {
                 option: "threshold_noise",
                 value: self.threshold_noise,
                 reason: "must be finite and >= 0",
-            });
-        }
-        if self.cap == 0 {
-            return Err(Error::InvalidOption {
-                option: "cap",
-                value: 0.0,
-                reason: "must be >= 1",
             });
         }
         self.pools.iter().try_for_each(Pool::validate)?;
@@ -546,6 +534,16 @@ impl Method {
         Method::Exact,
     ];
 
+    /// Every method but the exact optimum: the ones cheap enough for any budget.
+    pub const HEURISTICS: [Method; 6] = [
+        Method::Uniform,
+        Method::Proportional,
+        Method::Greedy,
+        Method::NoAbandonment,
+        Method::Clear,
+        Method::Oracle,
+    ];
+
     /// The [`AllocationPolicy::name`] of the method's policy, as in [`Evaluation::method`].
     pub fn name(&self) -> &'static str {
         match self {
@@ -680,15 +678,16 @@ impl Sweep {
     }
 }
 
-fn positive(option: &'static str, tokens: u64) -> Result<u64> {
-    if tokens == 0 {
+/// `value` when it is at least 1, else an [`Error::InvalidOption`] naming `option`.
+fn positive(option: &'static str, value: u64) -> Result<u64> {
+    if value == 0 {
         Err(Error::InvalidOption {
             option,
             value: 0.0,
             reason: "must be >= 1",
         })
     } else {
-        Ok(tokens)
+        Ok(value)
     }
 }
 
