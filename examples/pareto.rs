@@ -20,8 +20,6 @@ use plotters::prelude::*;
 
 /// Budgets of the main sweep, tokens per query.
 const BUDGETS: [u64; 11] = [100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000, 3000];
-/// Budgets at which the exact optimum is computed (its cost grows with the budget).
-const EXACT_BUDGETS: [u64; 9] = [100, 150, 200, 300, 400, 500, 700, 1000, 1500];
 /// Grid of the exact optimum, and the granularity CLEAR gets when compared with it.
 const GRID: u64 = 50;
 /// Threshold-noise levels of the robustness table.
@@ -82,7 +80,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .run(&stream)?,
         );
         grid_rows.extend(
-            Sweep::new(EXACT_BUDGETS.to_vec())?
+            Sweep::new(BUDGETS.to_vec())?
                 .methods(&[Method::Uniform, Method::Clear, Method::Exact])
                 .granularity(GRID)?
                 .exact_grid(GRID)?
@@ -222,7 +220,7 @@ fn print_gap_table(rows: &[Evaluation]) {
     );
     for mix in Mix::ALL {
         let of_mix: Vec<Evaluation> = rows.iter().filter(|r| r.mix == mix).cloned().collect();
-        for budget in EXACT_BUDGETS {
+        for budget in BUDGETS {
             let c = find(&of_mix, "CLEAR", budget).planned_accuracy;
             let e = find(&of_mix, "exact DP", budget).planned_accuracy;
             println!(

@@ -6,8 +6,8 @@ use clear_alloc::sim::{evaluate, Evaluation, Method, Mix, Stream, StreamConfig, 
 use clear_alloc::{AllocationPolicy, Allocator};
 use proptest::prelude::*;
 
-/// The budgets of the sweep the example runs with the exact optimum.
-const SWEEP: [u64; 9] = [100, 150, 200, 300, 400, 500, 700, 1000, 1500];
+/// The budgets of the example's sweep.
+const SWEEP: [u64; 11] = [100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000, 3000];
 
 fn stream(mix: Mix, queries: usize, sigma: f64) -> Stream {
     StreamConfig::new(mix)
