@@ -177,11 +177,9 @@ fn greedy_fails_where_thresholds_bind() {
 
 /// Identical queries make total demand jump from all of them to none at one price, so
 /// the price alone cannot split them; SPEC §4's bound still promises CLEAR within one
-/// query's utility (0.9 here) of the optimum 8·U(500) ≈ 5.77. The core allocator
-/// (src/solver.rs, not this file) returns 4000 tokens to a single query
-/// (utility 0.9): a core bug, reported to the lead. Un-ignore once it is fixed.
+/// query's utility (0.9 here) of the optimum 8·U(500) ≈ 5.77. (An early solver gave
+/// all 4000 tokens to a single query, utility 0.9.)
 #[test]
-#[ignore = "core solver bug: identical queries get one funded query (0.90 vs optimum 5.77)"]
 fn clear_splits_identical_queries() {
     let curve = ShiftedSurge::new(200.0, 100.0, 0.9).unwrap();
     let queries = vec![Query::new(curve).with_cap(4000); 20];

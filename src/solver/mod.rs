@@ -563,14 +563,17 @@ impl Allocator {
             edges: Vec::new(),
             displaced: Vec::new(),
         };
-        passes += self.add_edges(
-            queries,
-            &market,
-            &mut plan,
-            candidates,
-            budget,
-            cleared.hi.log_price,
-        );
+        // The no-abandonment ablation keeps its pure rule: nothing added, nothing swapped.
+        if self.rule == BidRule::Rational {
+            passes += self.add_edges(
+                queries,
+                &market,
+                &mut plan,
+                candidates,
+                budget,
+                cleared.hi.log_price,
+            );
+        }
         let mut result = self.finish(
             queries,
             &market,
