@@ -56,6 +56,19 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A required field is absent, or conflicts with another.
+    #[error("{}{field} {reason}", QueryPrefix(.index, .id))]
+    MissingField {
+        /// Position of the query in the batch, when the field belongs to one.
+        index: Option<usize>,
+        /// The query's id, when it has one.
+        id: Option<String>,
+        /// The field's name, e.g. `"ceiling"`.
+        field: &'static str,
+        /// What is wrong, e.g. `"is missing (width was given)"`.
+        reason: &'static str,
+    },
+
     /// The data given for one query cannot determine what was asked of it.
     #[error("query {query}: {reason}")]
     InsufficientData {
@@ -105,6 +118,18 @@ impl fmt::Display for IdSuffix<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Some(id) => write!(f, " (id {id:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Formats `query 3 (id "q4"): ` before a query's field, or nothing.
+struct QueryPrefix<'a>(&'a Option<usize>, &'a Option<String>);
+
+impl fmt::Display for QueryPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(index) => write!(f, "query {index}{}: ", IdSuffix(self.1)),
             None => Ok(()),
         }
     }

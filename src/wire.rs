@@ -63,14 +63,14 @@ impl QuerySpec {
     /// Validates the spec into a [`Query`]; `index` is its position, for errors.
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] naming the query and the field that is missing,
-    /// conflicting or out of its domain.
+    /// [`Error::MissingField`] naming the query and the field that is missing or
+    /// conflicting; [`Error::InvalidQuery`] naming the query and the field that is out
+    /// of its domain.
     pub fn to_query(&self, index: usize) -> Result<Query> {
-        let missing = |field: &'static str, reason: &'static str| Error::InvalidQuery {
-            index,
+        let missing = |field: &'static str, reason: &'static str| Error::MissingField {
+            index: Some(index),
             id: self.id.clone(),
             field,
-            value: f64::NAN,
             reason,
         };
         let threshold = self
@@ -154,9 +154,10 @@ impl AllocationRequest {
     /// Validates the request, allocates, and builds the response.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] when neither or both of `budget` and `price` are
-    /// given or the price is invalid; [`Error::InvalidOption`] for a bad granularity;
-    /// [`Error::InvalidQuery`] naming the first bad query and field.
+    /// [`Error::MissingField`] when neither or both of `budget` and `price` are given,
+    /// or a query lacks a field; [`Error::InvalidParameter`] for an invalid price;
+    /// [`Error::InvalidOption`] for a bad granularity; [`Error::InvalidQuery`] naming
+    /// the first bad query and field.
     pub fn run(&self) -> Result<AllocationResponse> {
         let mut builder = Allocator::builder();
         if let Some(cap) = self.default_cap {
@@ -175,11 +176,20 @@ impl AllocationRequest {
         let allocation = match (self.budget, self.price) {
             (Some(budget), None) => allocator.allocate(&queries, budget)?,
             (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
-            (budget, _) => {
-                return Err(Error::InvalidParameter {
+            (Some(_), Some(_)) => {
+                return Err(Error::MissingField {
+                    index: None,
+                    id: None,
+                    field: "price",
+                    reason: "conflicts with budget: give exactly one of budget and price",
+                })
+            }
+            (None, None) => {
+                return Err(Error::MissingField {
+                    index: None,
+                    id: None,
                     field: "budget",
-                    value: budget.map_or(f64::NAN, |b| b as f64),
-                    reason: "give exactly one of budget and price",
+                    reason: "is missing: give a budget (tokens) or a price (utility per token)",
                 })
             }
         };
@@ -325,12 +335,16 @@ mod tests {
         let err = spec.to_query(2).unwrap_err();
         assert!(matches!(
             err,
-            Error::InvalidQuery {
-                index: 2,
+            Error::MissingField {
+                index: Some(2),
                 field: "ceiling",
                 ..
             }
         ));
+        assert_eq!(
+            err.to_string(),
+            "query 2 (id \"q2\"): ceiling is missing (width was given)"
+        );
         let bad = QuerySpec {
             threshold: Some(-1.0),
             width: Some(5.0),
