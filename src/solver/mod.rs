@@ -44,12 +44,53 @@ struct Plan {
     displaced: Vec<usize>,
 }
 
-/// Most queries the leftover step adds one at a time on top of the funded set.
-const EDGE_ROUNDS: usize = 8;
-/// Candidates tried in each of those rounds, per ranking.
-const EDGE_TRIES: usize = 3;
-/// Up to this many candidates, every one is tried.
-const EDGE_EXHAUSTIVE: usize = 16;
+/// How hard the leftover step searches. In a small batch one query is a large share
+/// of the utility and a search is cheap, so it gets the full search; in a large one
+/// an edge query is worth little and every try costs a pass, so one quick round.
+#[derive(Debug, Clone, Copy)]
+struct EdgeEffort {
+    /// Moves applied one after another.
+    rounds: usize,
+    /// First moves each followed to the end (near-ties between them are common when
+    /// the budget covers only a few queries).
+    branches: usize,
+    /// Whether a move may also drop the least solvent funded query.
+    swaps: bool,
+    /// Up to this many candidates, every one is tried.
+    exhaustive: usize,
+    /// Candidates tried per ranking otherwise.
+    tries: usize,
+    /// Whether candidates are also ranked by surplus at the marginal price, besides
+    /// solvency.
+    both_rankings: bool,
+}
+
+impl EdgeEffort {
+    /// Batches up to this size get the full search.
+    const SMALL_BATCH: usize = 64;
+
+    fn for_batch(n: usize) -> Self {
+        if n <= Self::SMALL_BATCH {
+            EdgeEffort {
+                rounds: 8,
+                branches: 6,
+                swaps: true,
+                exhaustive: 16,
+                tries: 3,
+                both_rankings: true,
+            }
+        } else {
+            EdgeEffort {
+                rounds: 1,
+                branches: 1,
+                swaps: false,
+                exhaustive: 0,
+                tries: 3,
+                both_rankings: false,
+            }
+        }
+    }
+}
 
 /// One query to allocate: its curve and, optionally, a cap, a weight and an id.
 ///
@@ -669,13 +710,14 @@ impl Allocator {
     }
 
     /// The queries to try funding on top of the funded set. All of `candidates` when
-    /// there are at most [`EDGE_EXHAUSTIVE`]; otherwise the [`EDGE_TRIES`] most solvent
-    /// given the budget (highest abandonment price with the budget as a cap) and the
-    /// [`EDGE_TRIES`] with the largest surplus at `marginal_price` — two rankings,
-    /// because the most solvent query may need tokens that only a costly squeeze of the
-    /// others could free. Candidates whose utility could not matter are left out.
+    /// there are few (see [`EdgeEffort`]); otherwise the most solvent given the budget
+    /// (highest abandonment price with the budget as a cap) and, in small batches, also
+    /// those with the largest surplus at `marginal_price` — two rankings, because the
+    /// most solvent query may need tokens that only a costly squeeze of the others
+    /// could free. Candidates whose utility could not matter are left out.
     fn edge_candidates(
         &self,
+        effort: EdgeEffort,
         queries: &[Query],
         market: &Market,
         candidates: &[usize],
@@ -694,15 +736,18 @@ impl Allocator {
                     && utility_at(&queries[j], bidder.cap().min(budget)) > negligible
             })
             .collect();
-        if useful.len() <= EDGE_EXHAUSTIVE {
+        if useful.len() <= effort.exhaustive.max(effort.tries) {
             return useful;
         }
         let top = |score: &dyn Fn(usize) -> f64| -> Vec<usize> {
             let mut scored: Vec<(f64, usize)> = useful.iter().map(|&j| (score(j), j)).collect();
-            scored.select_nth_unstable_by(EDGE_TRIES - 1, |a, b| b.0.total_cmp(&a.0));
-            scored[..EDGE_TRIES].iter().map(|&(_, j)| j).collect()
+            scored.select_nth_unstable_by(effort.tries - 1, |a, b| b.0.total_cmp(&a.0));
+            scored[..effort.tries].iter().map(|&(_, j)| j).collect()
         };
         let mut picks = top(&|j| market.bidders[j].abandonment_price_within(budget));
+        if !effort.both_rankings {
+            return picks;
+        }
         let surplus = |j: usize| {
             let bidder = &market.bidders[j];
             let grant = bidder
@@ -719,12 +764,11 @@ impl Allocator {
         picks
     }
 
-    /// The leftover step's search (SPEC §4.2). A move tries one of the
-    /// [`EDGE_TRIES`] most promising candidates on top of the funded set — or in place
-    /// of its least solvent member — with the price re-cleared among the new set. The
-    /// search branches on every improving first move (near-ties between first moves
-    /// are common when the budget covers only a few queries), continues each greedily
-    /// for up to [`EDGE_ROUNDS`] moves, and keeps the best plan. Returns the passes.
+    /// The leftover step's search (SPEC §4.2). A move tries one of the most promising
+    /// candidates on top of the funded set — or, in small batches, in place of its
+    /// least solvent member — with the price re-cleared among the new set. The search
+    /// follows each of the best first moves greedily for up to [`EdgeEffort::rounds`]
+    /// moves and keeps the best plan. Returns the passes.
     fn add_edges(
         &self,
         queries: &[Query],
@@ -734,8 +778,10 @@ impl Allocator {
         budget: u64,
         start_log_price: f64,
     ) -> usize {
+        let effort = EdgeEffort::for_batch(market.len());
         let mut passes = 0;
-        let first_moves = self.edge_moves(
+        let mut first_moves = self.edge_moves(
+            effort,
             queries,
             market,
             plan,
@@ -744,12 +790,14 @@ impl Allocator {
             start_log_price,
             &mut passes,
         );
+        first_moves.truncate(effort.branches);
         let mut best: Option<(f64, Plan)> = None;
         for (_, mut branch) in first_moves {
             let mut left: Vec<usize> = candidates.clone();
             left.retain(|i| !branch.funded.contains(i));
-            for _ in 1..EDGE_ROUNDS {
+            for _ in 1..effort.rounds {
                 let moves = self.edge_moves(
+                    effort,
                     queries,
                     market,
                     &branch,
@@ -779,6 +827,7 @@ impl Allocator {
     #[allow(clippy::too_many_arguments)]
     fn edge_moves(
         &self,
+        effort: EdgeEffort,
         queries: &[Query],
         market: &Market,
         plan: &Plan,
@@ -788,13 +837,26 @@ impl Allocator {
         passes: &mut usize,
     ) -> Vec<(f64, Plan)> {
         let budget_f = budget as f64;
-        let weakest = plan.funded.iter().copied().min_by(|&a, &b| {
-            let (a, b) = (&market.bidders[a], &market.bidders[b]);
-            a.abandonment_price().total_cmp(&b.abandonment_price())
-        });
+        let weakest = plan
+            .funded
+            .iter()
+            .copied()
+            .filter(|_| effort.swaps)
+            .min_by(|&a, &b| {
+                let (a, b) = (&market.bidders[a], &market.bidders[b]);
+                a.abandonment_price().total_cmp(&b.abandonment_price())
+            });
         let mut moves = Vec::new();
-        for j in self.edge_candidates(queries, market, candidates, plan.marginal_price, budget_f) {
-            for dropped in [None, weakest] {
+        let tries = self.edge_candidates(
+            effort,
+            queries,
+            market,
+            candidates,
+            plan.marginal_price,
+            budget_f,
+        );
+        for j in tries {
+            for dropped in [None].into_iter().chain(weakest.map(Some)) {
                 let mut set: Vec<usize> = plan
                     .funded
                     .iter()
