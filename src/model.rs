@@ -642,20 +642,23 @@ impl Bidder {
 /// The positive root of `e^z = 1 + (1 + t) z + z²`: where the tangent from the origin
 /// touches a curve whose threshold is `t` widths (`t = βτ`), in units of the width.
 ///
-/// Newton's method on `f(z) = z − ln(1 + (1 + t) z + z²)`, which is convex to the right
-/// of the root, started to its right so that the iterates descend monotonically.
+/// Newton's method on `f(z) = z − ln(1 + (1 + t) z + z²)`, started from one
+/// fixed-point step off `2 + ln(1 + t)`, which lands within 0.15 of the root and right
+/// of the minimum of `f` at `z ≈ 1` (so the iteration cannot fall back to the trivial
+/// root `z = 0`); three or four steps then reach full precision.
 pub(crate) fn tangent_z(t: f64) -> f64 {
     if !t.is_finite() {
         return f64::INFINITY;
     }
-    let mut z = 2.0 * (2.0 + t).ln() + 3.0;
+    let seed = 2.0 + t.ln_1p();
+    let mut z = (1.0 + (1.0 + t) * seed + seed * seed).ln();
     for _ in 0..100 {
         let q = 1.0 + (1.0 + t) * z + z * z;
         let f = z - q.ln();
         let slope = 1.0 - ((1.0 + t) + 2.0 * z) / q;
         let step = f / slope;
         z -= step;
-        if step.abs() <= 1e-15 * z {
+        if step.abs() <= 1e-14 * z {
             break;
         }
     }
@@ -843,6 +846,23 @@ mod tests {
         }
         assert!(c.best_response(f64::NAN, 1.0).is_err());
         assert!(c.best_response(1.0, -1.0).is_err());
+    }
+
+    #[test]
+    fn tangent_point_solves_its_equation() {
+        // t = 1: e^z = (1 + z)² ⇔ z = 2 ln(1 + z), root 2.51286241725…
+        approx::assert_relative_eq!(
+            tangent_z(1.0),
+            2.512_862_417_252_339_5,
+            max_relative = 1e-13
+        );
+        for t in [0.0, 1e-9, 0.3, 7.0, 1e4, 1e12, 1e200] {
+            let z = tangent_z(t);
+            let q = 1.0 + (1.0 + t) * z + z * z;
+            assert!((z - q.ln()).abs() <= 1e-12 * z, "t = {t}: z = {z}");
+            assert!(z > 1.0);
+        }
+        assert!(tangent_z(f64::INFINITY).is_infinite());
     }
 
     #[test]

@@ -179,8 +179,10 @@ struct Bracket {
     lo_weight: f64,
     hi_weight: f64,
     last_kept_lo: Option<bool>,
-    widths: [f64; 2],
+    widths: [f64; 4],
     stride: f64,
+    /// The two latest evaluated points, oldest first.
+    recent: [Option<Demand>; 2],
 }
 
 impl Bracket {
@@ -202,8 +204,9 @@ impl Bracket {
             lo_weight: 1.0,
             hi_weight: 1.0,
             last_kept_lo: None,
-            widths: [f64::INFINITY; 2],
+            widths: [f64::INFINITY; 4],
             stride: 0.25,
+            recent: [None; 2],
         }
     }
 
@@ -213,6 +216,7 @@ impl Bracket {
 
     /// Records an evaluated point; returns whether it became the feasible end.
     fn update(&mut self, point: Demand, budget: f64) -> bool {
+        self.recent = [self.recent[1], Some(point)];
         let feasible = point.tokens <= budget;
         if feasible {
             self.hi = point;
@@ -247,27 +251,45 @@ impl Bracket {
     fn next(&mut self, target: f64) -> f64 {
         let (lo, hi) = (self.lo.log_price, self.hi.log_price);
         let width = hi - lo;
+        // Termination guard: a bracket that has not halved in four steps is bisected.
         let stalled = width > 0.5 * self.widths[0];
-        self.widths = [self.widths[1], width];
+        self.widths = [self.widths[1], self.widths[2], self.widths[3], width];
         let inside = |u: f64| u > lo && u < hi;
-        if !self.lo_real {
-            // Step down from the feasible end until demand exceeds the budget. Newton on
-            // the smooth part overshoots (jumps add to the true slope), which is what a
-            // step meant to cross the target wants; the stride, doubling each time,
-            // keeps a step from a nearly empty market from flying off.
-            self.stride *= 2.0;
-            let newton = if self.hi.slope < 0.0 {
-                hi + (target - self.hi.tokens) / self.hi.slope
-            } else {
-                f64::NEG_INFINITY
-            };
-            return newton.max(hi - self.stride).max(0.5 * (lo + hi));
+        if stalled && self.lo_real {
+            return 0.5 * (lo + hi);
         }
+        // The secant through the two latest points converges superlinearly where
+        // demand is smooth at the scale of the steps; with one point, Newton on the
+        // smooth part, half-stepped, since the jumps make demand steeper than that.
+        let step = match self.recent {
+            [Some(a), Some(b)] => {
+                let slope = (b.tokens - a.tokens) / (b.log_price - a.log_price);
+                (slope < 0.0).then(|| b.log_price + (target - b.tokens) / slope)
+            }
+            [_, Some(b)] => {
+                (b.slope < 0.0).then(|| b.log_price + 0.5 * (target - b.tokens) / b.slope)
+            }
+            _ => None,
+        };
+        if !self.lo_real {
+            // Still looking for a price where demand exceeds the budget: step down from
+            // the feasible end, at least by a stride that doubles each time, so that a
+            // step from a nearly empty market cannot crawl.
+            self.stride *= 2.0;
+            let floor = (hi - self.stride).max(0.5 * (lo + hi));
+            return step
+                .filter(|&u| u < hi)
+                .map_or(floor, |u| u.min(hi - 1e-3).max(floor));
+        }
+        if let Some(u) = step.filter(|&u| inside(u)) {
+            return u;
+        }
+        // False position on the bracket's ends, Illinois-damped.
         let f_lo = self.lo_weight * (self.lo.tokens - target);
         let f_hi = self.hi_weight * (self.hi.tokens - target);
-        let secant = hi - f_hi * (hi - lo) / (f_hi - f_lo);
-        if inside(secant) && !stalled {
-            secant
+        let false_position = hi - f_hi * (hi - lo) / (f_hi - f_lo);
+        if inside(false_position) {
+            false_position
         } else {
             0.5 * (lo + hi)
         }

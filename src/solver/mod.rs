@@ -595,6 +595,9 @@ impl Allocator {
         let candidates = if market.len() < LARGE_BATCH {
             (0..market.len()).filter(|&i| !is_funded[i]).collect()
         } else {
+            // Already most solvent first; a large batch tries only the first few.
+            let mut left_out = left_out;
+            left_out.truncate(EdgeEffort::for_batch(market.len()).tries);
             left_out
         };
         let mut plan = Plan {
