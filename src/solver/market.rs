@@ -457,15 +457,6 @@ impl Allocator {
             };
             point = demand(next, &mut current);
             passes += 1;
-            if std::env::var("CLEAR_TRACE").is_ok() {
-                eprintln!(
-                    "reclear n={} u={:.6} D={:.3} B={budget} slope={:.3}",
-                    funded.len(),
-                    point.log_price,
-                    point.tokens,
-                    point.slope
-                );
-            }
         }
         (best_price, best_tokens, passes)
     }
