@@ -13,8 +13,8 @@ use crate::model::{surge_z, Bid, BidRule, Bidder};
 const LOG_PRICE_FLOOR: f64 = -708.0;
 
 /// Batches at least this large start the price search from a solve on a strided
-/// sample, and look for the edge query only inside the final bracket.
-pub(super) const LARGE_BATCH: usize = 4096;
+/// sample.
+const LARGE_BATCH: usize = 4096;
 
 /// Size of the presolve sample.
 const SAMPLE: usize = 512;

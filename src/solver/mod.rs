@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::model::{BidRule, ShiftedSurge};
 
 mod market;
-use market::{Market, LARGE_BATCH};
+use market::Market;
 
 /// A candidate allocation during the leftover step.
 #[derive(Clone)]
@@ -592,10 +592,10 @@ impl Allocator {
         // with the price re-cleared among all. Keep each that raises the batch's utility.
         let mut is_funded = vec![false; market.len()];
         funded.iter().for_each(|&i| is_funded[i] = true);
-        let candidates = if market.len() < LARGE_BATCH {
+        let candidates = if market.len() <= EdgeEffort::SMALL_BATCH {
             (0..market.len()).filter(|&i| !is_funded[i]).collect()
         } else {
-            // Already most solvent first; a large batch tries only the first few.
+            // Already most solvent first; a larger batch tries only the first few.
             let mut left_out = left_out;
             left_out.truncate(EdgeEffort::for_batch(market.len()).tries);
             left_out
