@@ -65,3 +65,8 @@ pub use model::{Phase, ShiftedSurge};
 pub use solver::{
     Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Decision, Query, QueryAllocation,
 };
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
