@@ -239,7 +239,6 @@ impl OnlineAllocatorBuilder {
         let slots = (0..self.history_windows)
             .map(|_| WindowSample {
                 bidders: Vec::with_capacity(capacity),
-                seen: 0,
                 arrivals: 0,
             })
             .collect();
@@ -250,17 +249,19 @@ impl OnlineAllocatorBuilder {
             default_cap: self.default_cap,
             refund_aware: self.refund_aware,
             price_bits: AtomicU64::new(self.initial_price.to_bits()),
-            window_state: AtomicU64::new(pack(0, budget)),
             epoch: AtomicU64::new(0),
-            arrivals: AtomicU64::new(0),
-            abandoned: AtomicU64::new(0),
-            credited: AtomicU64::new(0),
+            samples_per_window: capacity as u64,
+            seed: self.seed,
+            hot: HotCounters {
+                window_state: AtomicU64::new(pack(0, budget)),
+                arrivals: AtomicU64::new(0),
+                abandoned: AtomicU64::new(0),
+                credited: AtomicU64::new(0),
+            },
             sampler: Mutex::new(Sampler {
                 slots,
                 current: 0,
                 closed: 0,
-                capacity,
-                rng: self.seed,
             }),
             clearing: Mutex::new(Clearing {
                 weighted: Vec::with_capacity(capacity * self.history_windows),
@@ -354,8 +355,6 @@ pub struct WindowReport {
 #[derive(Debug)]
 struct WindowSample {
     bidders: Vec<Bidder>,
-    /// Arrivals offered to the sampler (some are skipped under contention).
-    seen: u64,
     /// All arrivals of the window, sampled or not.
     arrivals: u64,
 }
@@ -367,37 +366,17 @@ struct Sampler {
     current: usize,
     /// Windows closed so far (the ring is full once this reaches its length).
     closed: u64,
-    capacity: usize,
-    /// splitmix64 state for Algorithm R.
-    rng: u64,
 }
 
 impl Sampler {
-    fn next_random(&mut self) -> u64 {
-        // splitmix64 (Steele, Lea & Flood 2014): cheap, and good enough to pick slots.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Algorithm R: after `seen` offers every one is in the sample with equal
-    /// probability `capacity / seen`.
-    fn offer(&mut self, bidder: Bidder) {
-        let capacity = self.capacity;
-        let seen = {
-            let slot = &mut self.slots[self.current];
-            slot.seen += 1;
-            if slot.bidders.len() < capacity {
-                slot.bidders.push(bidder);
-                return;
-            }
-            slot.seen
-        };
-        let pick = (self.next_random() % seen) as usize;
-        if pick < capacity {
-            self.slots[self.current].bidders[pick] = bidder;
+    /// Stores `bidder` in the filling window's sample: appended while the sample is
+    /// not full (`slot` is `None`), else over the sample at `slot`.
+    fn store(&mut self, slot: Option<usize>, bidder: Bidder, capacity: usize) {
+        let bidders = &mut self.slots[self.current].bidders;
+        match slot {
+            Some(i) if i < bidders.len() => bidders[i] = bidder,
+            _ if bidders.len() < capacity => bidders.push(bidder),
+            _ => {}
         }
     }
 
@@ -419,7 +398,6 @@ impl Sampler {
         self.current = (self.current + 1) % self.slots.len();
         let next = &mut self.slots[self.current];
         next.bidders.clear();
-        next.seen = 0;
         next.arrivals = 0;
     }
 }
@@ -475,15 +453,35 @@ pub struct OnlineAllocator {
     default_cap: u64,
     refund_aware: bool,
     price_bits: AtomicU64,
-    /// `epoch (low 24 bits) << 40 | remaining budget`.
-    window_state: AtomicU64,
     /// The full window count; guards the 24-bit epoch against wrap-around.
     epoch: AtomicU64,
+    samples_per_window: u64,
+    seed: u64,
+    /// Written by every request: kept off the cache line of the read-mostly price.
+    hot: HotCounters,
+    sampler: Mutex<Sampler>,
+    clearing: Mutex<Clearing>,
+}
+
+/// The atomics every request writes, on a cache line of their own (128 bytes covers
+/// the adjacent-line prefetch of x86 and the 128-byte lines of Apple silicon).
+#[derive(Debug)]
+#[repr(align(128))]
+struct HotCounters {
+    /// `epoch (low 24 bits) << 40 | remaining budget`.
+    window_state: AtomicU64,
     arrivals: AtomicU64,
     abandoned: AtomicU64,
     credited: AtomicU64,
-    sampler: Mutex<Sampler>,
-    clearing: Mutex<Clearing>,
+}
+
+/// splitmix64's finaliser (Steele, Lea & Flood 2014): a cheap, well-mixed hash that
+/// stands in for a random number, so that sampling needs no shared RNG state.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Locks `mutex` even if a thread panicked while holding it: the guarded state is a
@@ -525,7 +523,7 @@ impl OnlineAllocator {
 
     /// Tokens the current window can still grant.
     pub fn remaining(&self) -> u64 {
-        self.window_state.load(Ordering::Acquire) & REMAINING_MASK
+        self.hot.window_state.load(Ordering::Acquire) & REMAINING_MASK
     }
 
     /// Admits one request: returns its ticket, whose [`tokens`](Ticket::tokens) are
@@ -557,12 +555,10 @@ impl OnlineAllocator {
         let price = self.price();
         let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
 
-        self.arrivals.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut sampler) = self.sampler.try_lock() {
-            sampler.offer(bidder);
-        }
+        let arrival = self.hot.arrivals.fetch_add(1, Ordering::Relaxed);
+        self.sample(arrival, bidder);
 
-        let mut state = self.window_state.load(Ordering::Acquire);
+        let mut state = self.hot.window_state.load(Ordering::Acquire);
         let (tokens, short) = loop {
             let remaining = state & REMAINING_MASK;
             let grant = if wanted <= remaining {
@@ -575,7 +571,7 @@ impl OnlineAllocator {
             if grant == 0 {
                 break (0, packed_epoch(state));
             }
-            match self.window_state.compare_exchange_weak(
+            match self.hot.window_state.compare_exchange_weak(
                 state,
                 state - grant,
                 Ordering::AcqRel,
@@ -586,13 +582,35 @@ impl OnlineAllocator {
             }
         };
         if tokens == 0 {
-            self.abandoned.fetch_add(1, Ordering::Relaxed);
+            self.hot.abandoned.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Ticket {
             tokens,
             epoch: self.full_epoch(short),
             allocator: self.id,
         })
+    }
+
+    /// Algorithm R (Vitter 1985) on the window's arrival number `n` (0-based): the
+    /// first `k` arrivals fill the sample, and arrival `n ≥ k` replaces sample `j` when
+    /// `j = hash(n) mod (n + 1)` falls below `k`, so every arrival ends up in the
+    /// sample with the same probability. Only the arrivals that are stored (a share
+    /// `k / n` of them) take the lock, and only if it is free.
+    fn sample(&self, arrival: u64, bidder: Bidder) {
+        let capacity = self.samples_per_window;
+        let slot = if arrival < capacity {
+            None
+        } else {
+            let epoch = self.epoch.load(Ordering::Relaxed);
+            let pick = mix(arrival ^ mix(epoch ^ self.seed)) % (arrival + 1);
+            if pick >= capacity {
+                return;
+            }
+            Some(pick as usize)
+        };
+        if let Ok(mut sampler) = self.sampler.try_lock() {
+            sampler.store(slot, bidder, capacity as usize);
+        }
     }
 
     /// The full window count whose low bits are `short`: the current one, or the one
@@ -626,7 +644,7 @@ impl OnlineAllocator {
         let unused = ticket.tokens.saturating_sub(tokens_used);
         let mut credited = 0;
         if unused > 0 {
-            let mut state = self.window_state.load(Ordering::Acquire);
+            let mut state = self.hot.window_state.load(Ordering::Acquire);
             // The packed epoch changes with every window, so the compare-and-swap
             // fails if the window ends in between: a refund can only reach the
             // window that paid for it.
@@ -636,7 +654,7 @@ impl OnlineAllocator {
                 let remaining = (state & REMAINING_MASK) + unused;
                 debug_assert!(remaining <= self.budget, "refund above the budget");
                 let next = pack(packed_epoch(state), remaining.min(self.budget));
-                match self.window_state.compare_exchange_weak(
+                match self.hot.window_state.compare_exchange_weak(
                     state,
                     next,
                     Ordering::AcqRel,
@@ -650,7 +668,7 @@ impl OnlineAllocator {
                 }
             }
             if credited > 0 {
-                self.credited.fetch_add(credited, Ordering::Relaxed);
+                self.hot.credited.fetch_add(credited, Ordering::Relaxed);
             }
         }
         if tokens_used > ticket.tokens {
@@ -673,12 +691,13 @@ impl OnlineAllocator {
         let price = self.price();
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel);
         let closed = self
+            .hot
             .window_state
             .swap(pack(short_epoch(epoch + 1), self.budget), Ordering::AcqRel);
         let charged = self.budget - (closed & REMAINING_MASK);
-        let arrivals = self.arrivals.swap(0, Ordering::Relaxed);
-        let abandoned = self.abandoned.swap(0, Ordering::Relaxed);
-        let refunded = self.credited.swap(0, Ordering::Relaxed);
+        let arrivals = self.hot.arrivals.swap(0, Ordering::Relaxed);
+        let abandoned = self.hot.abandoned.swap(0, Ordering::Relaxed);
+        let refunded = self.hot.credited.swap(0, Ordering::Relaxed);
 
         let Clearing {
             weighted,
@@ -886,15 +905,42 @@ mod tests {
         for _ in 0..1000 {
             let _ = online.admit(&q).unwrap();
         }
-        let sampler = lock(&online.sampler);
-        assert_eq!(sampler.slots[0].bidders.len(), 8);
-        assert_eq!(sampler.slots[0].seen, 1000);
-        drop(sampler);
+        assert_eq!(lock(&online.sampler).slots[0].bidders.len(), 8);
         let mut out = Vec::new();
         lock(&online.sampler).close_window(1000, &mut out);
         // 8 samples standing for 1000 arrivals, averaged over 1 closed window.
         assert_eq!(out.len(), 8);
         assert_relative_eq!(out.iter().map(|(_, w)| w).sum::<f64>(), 1000.0);
+    }
+
+    #[test]
+    fn the_hashed_reservoir_keeps_early_and_late_arrivals_alike() {
+        // Algorithm R keeps every arrival with probability k/n; a sampler that kept
+        // the first k (or favoured the last) would split these counts unevenly.
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(1_000)
+            .samples_per_window(100)
+            .history_windows(1)
+            .build()
+            .unwrap();
+        let (mut early, mut late) = (0usize, 0usize);
+        for _ in 0..100 {
+            for i in 0..1000 {
+                let _ = online
+                    .admit(&Query::new(curve(i as f64, 100.0, 0.9)))
+                    .unwrap();
+            }
+            {
+                let sampler = lock(&online.sampler);
+                let sample = &sampler.slots[0].bidders;
+                assert_eq!(sample.len(), 100);
+                early += sample.iter().filter(|b| b.threshold() < 500.0).count();
+                late += sample.iter().filter(|b| b.threshold() >= 500.0).count();
+            }
+            online.end_window();
+        }
+        // 10 000 draws, 5 000 expected on each side; the standard deviation is 50.
+        assert!(early.abs_diff(late) < 400, "early {early}, late {late}");
     }
 
     #[test]
