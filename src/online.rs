@@ -43,9 +43,45 @@
 //! epoch and remaining budget are packed into one `AtomicU64` updated by
 //! compare-and-swap, so a reservation and the window it belongs to change together
 //! and a window rollover can never be charged twice. The demand sample sits behind a
-//! `Mutex` that `admit` only *tries* to take; when another thread holds it the
-//! arrival is counted but not sampled, which thins the sample at random without
-//! making any request wait. `end_window` takes the locks; it runs once per window.
+//! `Mutex` that `admit` takes only for the few arrivals the reservoir keeps, and only
+//! if it is free; otherwise the arrival is counted but not sampled, which thins the
+//! sample at random without making any request wait. `end_window` takes the locks;
+//! it runs once per window.
+//!
+//! # Example: a serving loop
+//!
+//! ```
+//! use clear_alloc::online::OnlineAllocator;
+//! use clear_alloc::{Query, ShiftedSurge};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! let online = Arc::new(
+//!     OnlineAllocator::builder()
+//!         .tokens_per_second(6_000.0, Duration::from_secs(10)) // 60 000 tokens per window
+//!         .default_cap(4096)
+//!         .build()?,
+//! );
+//!
+//! // Request handler (any thread): the curve comes from your threshold predictor.
+//! let query = Query::new(ShiftedSurge::new(151.0, 101.0, 0.95)?).with_id("req-17");
+//! let ticket = online.admit(&query)?;
+//! if ticket.is_abandoned() {
+//!     // answer from the cheap path, or reject
+//! } else {
+//!     let max_new_tokens = ticket.tokens();
+//!     let generated = max_new_tokens.min(230); // ... run the model ...
+//!     online.complete(ticket, generated)?; // refunds the unused tokens
+//! }
+//!
+//! // Timer thread, every online.window_length():
+//! let report = online.end_window();
+//! println!(
+//!     "charged {} of {} tokens; next price {:.2e}",
+//!     report.charged, report.budget, report.next_price
+//! );
+//! # Ok::<(), clear_alloc::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use crate::model::Bidder;
