@@ -1000,6 +1000,40 @@ mod tests {
         assert_eq!(online.end_window().next_price, 0.0);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// The re-cleared price is the lowest feasible one (SPEC §4) whatever the warm
+        /// start: demand at it fits the target, and just below it does not.
+        #[test]
+        fn clear_price_finds_the_feasible_end_from_any_warm_start(
+            curves in proptest::collection::vec(
+                (0.0f64..2000.0, 10.0f64..800.0, 0.01f64..1.0, 0u64..8192, 0.1f64..3.0, 0.1f64..10.0),
+                1..40,
+            ),
+            target_share in 0.0f64..1.2,
+            warm in proptest::prop_oneof![proptest::strategy::Just(0.0), 1e-9f64..1.0],
+        ) {
+            let sample: Vec<(Bidder, f64)> = curves
+                .iter()
+                .map(|&(t, w, p, cap, weight, scale)| {
+                    (Bidder::new(&curve(t, w, p), weight, cap as f64), scale)
+                })
+                .collect();
+            let caps = demand(&sample, 0.0);
+            let target = target_share * caps;
+            let price = clear_price(&sample, target, warm);
+            proptest::prop_assert!(price.is_finite() && price >= 0.0);
+            proptest::prop_assert!(demand(&sample, price) <= target * (1.0 + 1e-12));
+            if price > 1e-300 {
+                let below = price * (1.0 - 2.0 * PRICE_TOLERANCE);
+                proptest::prop_assert!(demand(&sample, below) > target);
+            } else {
+                proptest::prop_assert!(caps <= target || price > 0.0);
+            }
+        }
+    }
+
     #[test]
     fn full_epoch_recovers_the_window_across_a_rollover() {
         let online = online(100);
