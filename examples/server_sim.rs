@@ -312,75 +312,84 @@ fn per_window_accuracy(stats: &[WindowStats]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// One line per method: its name, its points and its colour.
+type Series<'a> = Vec<(&'a str, Vec<(f64, f64)>, RGBColor)>;
+
+/// Draws one chart of per-window series, with a legend.
+fn panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    y_max: f64,
+    series: Series,
+) -> Result<(), Box<dyn Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..WINDOWS as f64, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    for (name, points, color) in series {
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn plot(path: &str, methods: &[(&str, &[WindowStats], RGBColor)]) -> Result<(), Box<dyn Error>> {
     let root = SVGBackend::new(path, (960, 720)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(360);
     let scale = 1e4;
-    let max_price = methods
+    let prices: Series = methods
         .iter()
-        .flat_map(|(_, s, _)| s.iter().filter_map(|w| w.price))
-        .fold(0.0, f64::max)
-        * scale
-        * 1.1;
-    let mut chart = ChartBuilder::on(&top)
-        .caption("Shadow price per window", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..WINDOWS as f64, 0.0..max_price.max(1e-9))?;
-    chart
-        .configure_mesh()
-        .x_desc("window (10 s)")
-        .y_desc("price (1e-4 per token)")
-        .draw()?;
-    for (name, stats, color) in methods {
-        let points: Vec<(f64, f64)> = stats
-            .iter()
-            .enumerate()
-            .filter_map(|(w, s)| s.price.map(|p| (w as f64, p * scale)))
-            .collect();
-        if points.is_empty() {
-            continue;
-        }
-        let color = *color;
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("Accuracy per window", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..WINDOWS as f64, 0.0..1.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("window (10 s); mix shifts easy -> hard at window 60")
-        .y_desc("fraction correct")
-        .draw()?;
-    for (name, stats, color) in methods {
-        let color = *color;
-        chart
-            .draw_series(LineSeries::new(
-                per_window_accuracy(stats),
-                color.stroke_width(2),
-            ))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+        .map(|&(name, stats, color)| {
+            let points = stats
+                .iter()
+                .enumerate()
+                .filter_map(|(w, s)| s.price.map(|p| (w as f64, p * scale)))
+                .collect();
+            (name, points, color)
+        })
+        .filter(|(_, points, _): &(&str, Vec<(f64, f64)>, RGBColor)| !points.is_empty())
+        .collect();
+    let max_price = prices
+        .iter()
+        .flat_map(|(_, points, _)| points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    panel(
+        &top,
+        "Shadow price per window",
+        ("window (10 s)", "price (1e-4 per token)"),
+        (1.1 * max_price).max(1e-9),
+        prices,
+    )?;
+    let accuracy: Series = methods
+        .iter()
+        .map(|&(name, stats, color)| (name, per_window_accuracy(stats), color))
+        .collect();
+    panel(
+        &bottom,
+        "Accuracy per window",
+        (
+            "window (10 s); mix shifts easy -> hard at window 60",
+            "fraction correct",
+        ),
+        1.0,
+        accuracy,
+    )?;
     root.present()?;
     Ok(())
 }
@@ -473,7 +482,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     println!("window  online price  no-refund price  hindsight price   online acc  hindsight acc");
-    for w in (0..WINDOWS).step_by(5) {
+    // Every fifth window, and every window around the shift.
+    for w in
+        (0..WINDOWS).filter(|w| w % 5 == 0 || (SHIFT_WINDOW - 1..=SHIFT_WINDOW + 5).contains(w))
+    {
         let acc = |s: &WindowStats| s.correct as f64 / s.requests.max(1) as f64;
         println!(
             "{w:>6}  {:>12.3e}  {:>15.3e}  {:>15.3e}  {:>11.3}  {:>13.3}",
