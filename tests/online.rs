@@ -134,6 +134,47 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any valid curve, weight, cap and price: `admit` answers without panicking, within
+    /// the cap and the window, and its grant is the best response under
+    /// `min(cap, budget)` computed by the core model.
+    #[test]
+    fn admit_grants_the_capped_best_response_for_any_valid_input(
+        threshold in prop_oneof![Just(0.0), 0.0f64..1e6, Just(1e12)],
+        width in prop_oneof![1e-3f64..10.0, 10.0f64..1e5],
+        ceiling in 0.0f64..=1.0,
+        weight in prop_oneof![Just(0.0), 1e-6f64..1e6],
+        cap in prop_oneof![Just(None), Just(Some(0u64)), (1u64..100_000).prop_map(Some), Just(Some(u64::MAX))],
+        budget in 1u64..1_000_000,
+        price in prop_oneof![Just(0.0), 1e-9f64..1e3],
+    ) {
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(budget)
+            .default_cap(CAP)
+            .initial_price(price)
+            .build()
+            .unwrap();
+        let curve = ShiftedSurge::new(threshold, width, ceiling).unwrap();
+        let mut query = Query::new(curve).with_weight(weight);
+        query.cap = cap;
+        let ticket = online.admit(&query).unwrap();
+        let limit = cap.unwrap_or(CAP).min(budget);
+        prop_assert!(ticket.tokens() <= limit);
+        prop_assert_eq!(online.remaining(), budget - ticket.tokens());
+        // Independent expectation: the core best response of the weighted curve
+        // (weight · U is the curve with ceiling × weight when that stays ≤ 1).
+        if weight > 0.0 && weight * ceiling <= 1.0 {
+            let weighted = ShiftedSurge::new(threshold, width, ceiling * weight).unwrap();
+            let expected = weighted.best_response(price, limit as f64).unwrap().floor() as u64;
+            // One token of slack: the grant may be re-evaluated under the window's cap.
+            prop_assert!(ticket.tokens().abs_diff(expected) <= 1,
+                "granted {}, best response {}", ticket.tokens(), expected);
+        }
+    }
+}
+
 /// Runs `windows` windows of Poisson traffic through the online allocator (no
 /// refunds, so grants are compared like for like) and through batch CLEAR with
 /// hindsight on each window; returns per-window (online utility, batch utility, online
