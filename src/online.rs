@@ -28,7 +28,7 @@
 //! price (the warm start) and narrowed by bisection in `ln λ`. Old windows drop out of
 //! the history, so the price follows a shift of the traffic mix within `H` windows.
 //!
-//! **[ours]** Refunds: a request that stops before its grant returns the unused tokens
+//! **\[ours\]** Refunds: a request that stops before its grant returns the unused tokens
 //! with [`OnlineAllocator::complete`]. They are credited to the window that granted
 //! them if it is still open (so early finishers free budget for later arrivals), and
 //! are not carried into a later window (so no window ever spends more than its
@@ -366,6 +366,10 @@ impl Ticket {
 }
 
 /// What happened in one window, returned by [`OnlineAllocator::end_window`].
+///
+/// `charged` is exact. The counts (`arrivals`, `abandoned`, `refunded`) are statistics:
+/// a call that races with the window boundary may be counted in the neighbouring
+/// window, though their sums over all windows are exact.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowReport {
     /// The window that ended (0-based).
@@ -649,8 +653,8 @@ impl OnlineAllocator {
         }
     }
 
-    /// The full window count whose low bits are `short`: the current one, or the one
-    /// before it if `end_window` ran between the reservation and this call.
+    /// The full window count whose low bits are `short`: the current one, or one of
+    /// the two before it if `end_window` ran between the reservation and this call.
     fn full_epoch(&self, short: u64) -> u64 {
         let now = self.epoch.load(Ordering::Acquire);
         let mut epoch = now;

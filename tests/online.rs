@@ -385,10 +385,14 @@ fn concurrent_admit_and_complete_keep_every_window_within_budget() {
             });
         assert!(report.charged <= BUDGET);
         assert_eq!(report.charged, granted - back, "window {}", report.window);
-        assert_eq!(report.refunded, back, "window {}", report.window);
     }
+    // The counts may put a call racing with a boundary in the next window, but
+    // nothing is lost or counted twice.
     let admitted: u64 = reports.iter().map(|r| r.arrivals).sum();
     assert_eq!(admitted, 4 * 20_000);
+    let refunded: u64 = reports.iter().map(|r| r.refunded).sum();
+    let credited: u64 = ledgers.iter().flatten().map(|&(_, _, credit)| credit).sum();
+    assert_eq!(refunded, credited);
 }
 
 #[test]
