@@ -822,7 +822,8 @@ fn clear_price(sample: &[(Bidder, f64)], target: f64, warm: f64) -> f64 {
         }
     }
     while hi > lo * (1.0 + PRICE_TOLERANCE) && lo > 0.0 {
-        let mid = (lo * hi).sqrt();
+        // Not sqrt(lo·hi): the product underflows for prices below ~1e-154.
+        let mid = lo * (hi / lo).sqrt();
         if !(mid > lo && mid < hi) {
             break;
         }
