@@ -614,6 +614,20 @@ impl Bidder {
         }
     }
 
+    /// The bid of a funded query whose best response is `tokens` (its cap, or a
+    /// stationary point), rebuilt without a W₋₁ evaluation.
+    pub(crate) fn funded_bid_at(&self, tokens: f64) -> Bid {
+        if tokens >= self.cap {
+            Bid::AtCap(self.cap)
+        } else {
+            Bid::Interior {
+                tokens,
+                z: self.beta * (tokens - self.threshold),
+                beta: self.beta,
+            }
+        }
+    }
+
     /// The price at which the best response switches from funded to abandoned.
     pub(crate) fn abandonment_price(&self) -> f64 {
         self.abandonment_price_within(self.cap)

@@ -393,12 +393,16 @@ impl Allocator {
     /// method in `ln λ` (no jumps here) inside a bracket, starting at `start_log_price`.
     /// Returns the price, the funded queries' tokens (in the order of `funded`) and the
     /// passes made.
+    ///
+    /// `known`, when given, holds bids at the start price for the queries funded there
+    /// (0 for the others), which spares the first pass most of its W₋₁ evaluations.
     pub(super) fn reclear(
         &self,
         market: &Market,
         funded: &[usize],
         budget: f64,
         start_log_price: f64,
+        known: Option<&[f64]>,
     ) -> (f64, Vec<f64>, usize) {
         let bidders = &market.bidders;
         let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
@@ -433,8 +437,33 @@ impl Allocator {
         // Rounding hands back up to one granule per funded query, by largest remainder,
         // so the continuous demand need only come within a quarter of that.
         let exact = (0.25 * (funded.len() * self.granularity as usize) as f64).max(0.25);
-        let mut point = demand(start_log_price, &mut current);
-        let mut passes = 1;
+        let mut passes = 0;
+        let mut point = match known {
+            Some(known) => {
+                let price = start_log_price.exp();
+                let mut point = Demand {
+                    log_price: start_log_price,
+                    tokens: 0.0,
+                    slope: 0.0,
+                    funded: funded.len(),
+                };
+                for (&i, slot) in funded.iter().zip(current.iter_mut()) {
+                    let bid = if known[i] > 0.0 {
+                        bidders[i].funded_bid_at(known[i])
+                    } else {
+                        bidders[i].bid_funded(price)
+                    };
+                    *slot = bid.tokens();
+                    point.tokens += *slot;
+                    point.slope += bid.log_price_slope();
+                }
+                point
+            }
+            None => {
+                passes += 1;
+                demand(start_log_price, &mut current)
+            }
+        };
         for _ in 0..self.max_iterations {
             if bracket.update(point, budget) {
                 best_price = point.price();

@@ -581,8 +581,13 @@ impl Allocator {
         let (funded, left_out) = self.funded_set(&market, &cleared, budget_f);
 
         // Spend the leftover (SPEC §4.2): re-clear the price among the funded queries …
-        let (marginal, spent, extra) =
-            self.reclear(&market, &funded, budget_f, cleared.hi.log_price);
+        let (marginal, spent, extra) = self.reclear(
+            &market,
+            &funded,
+            budget_f,
+            cleared.hi.log_price,
+            Some(&cleared.hi_tokens),
+        );
         passes += extra;
         let mut tokens = vec![0.0; market.len()];
         scatter(&mut tokens, &funded, &spent);
@@ -867,7 +872,8 @@ impl Allocator {
                     .filter(|&i| Some(i) != dropped)
                     .collect();
                 set.push(j);
-                let (price, spent, extra) = self.reclear(market, &set, budget_f, start_log_price);
+                let (price, spent, extra) =
+                    self.reclear(market, &set, budget_f, start_log_price, None);
                 *passes += extra;
                 let mut tokens = vec![0.0; market.len()];
                 scatter(&mut tokens, &set, &spent);
