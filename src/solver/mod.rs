@@ -550,8 +550,7 @@ impl Allocator {
     /// A query's effective cap: its own or the default, rounded down to the
     /// granularity.
     pub fn cap_of(&self, query: &Query) -> u64 {
-        let cap = query.cap.unwrap_or(self.default_cap);
-        cap - cap % self.granularity
+        self.round_down_whole(query.cap.unwrap_or(self.default_cap))
     }
 
     /// Splits `budget` tokens among `queries` at the market-clearing shadow price.
@@ -980,11 +979,16 @@ impl Allocator {
     /// `tokens` rounded down to a multiple of the granularity, as whole tokens
     /// (saturating; negative and NaN give 0).
     fn round_down(&self, tokens: f64) -> u64 {
-        let whole = tokens as u64;
+        self.round_down_whole(tokens as u64)
+    }
+
+    /// `tokens` rounded down to a multiple of the granularity (the common granularity
+    /// 1 skips the integer division, which is costly in a per-query loop).
+    fn round_down_whole(&self, tokens: u64) -> u64 {
         if self.granularity == 1 {
-            whole
+            tokens
         } else {
-            whole - whole % self.granularity
+            tokens - tokens % self.granularity
         }
     }
 
