@@ -107,21 +107,13 @@ impl Grid {
     }
 }
 
-/// Checks every weight first so that a bad query is reported before any work, with its
+/// Checks every query first so that a bad one is reported before any work, with its
 /// index and id, exactly as [`Allocator::allocate`] reports it.
 fn check_weights(queries: &[Query]) -> Result<()> {
-    for (index, query) in queries.iter().enumerate() {
-        if !(query.weight.is_finite() && query.weight >= 0.0) {
-            return Err(Error::InvalidQuery {
-                index,
-                id: query.id.clone(),
-                field: "weight",
-                value: query.weight,
-                reason: "must be finite and >= 0",
-            });
-        }
-    }
-    Ok(())
+    queries
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, query)| query.validate(index))
 }
 
 /// Uniform allocation: every query gets `⌊B/N⌋` tokens (rounded down to the

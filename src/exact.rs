@@ -92,7 +92,7 @@ impl AllocationPolicy for ExactOptimum {
             });
         }
         for (index, q) in queries.iter().enumerate() {
-            crate::solver::check_weight(q, index)?;
+            q.validate(index)?;
         }
         let cells = cells as usize;
         // best[k]: the most utility the queries so far can get from at most k cells.

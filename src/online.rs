@@ -574,24 +574,9 @@ impl OnlineAllocator {
     /// [`Error::InvalidQuery`] (index 0, the query's id, field `weight`) when the
     /// weight is NaN, infinite or negative, or weight × peak marginal overflows.
     pub fn admit(&self, query: &Query) -> Result<Ticket> {
-        let weight = query.weight;
-        let invalid_weight = |reason| Error::InvalidQuery {
-            index: 0,
-            id: query.id.clone(),
-            field: "weight",
-            value: weight,
-            reason,
-        };
-        if !(weight.is_finite() && weight >= 0.0) {
-            return Err(invalid_weight("must be finite and >= 0"));
-        }
+        query.validate(0)?;
         let cap = query.cap.unwrap_or(self.default_cap);
-        let bidder = Bidder::new(&query.curve, weight, cap as f64);
-        if !bidder.max_price().is_finite() {
-            return Err(invalid_weight(
-                "times the curve's peak marginal utility overflows",
-            ));
-        }
+        let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
         let price = self.price();
         let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
 
@@ -605,7 +590,7 @@ impl OnlineAllocator {
                 wanted
             } else {
                 // Best response under the tighter cap "what the window has left".
-                let tight = Bidder::new(&query.curve, weight, remaining as f64);
+                let tight = Bidder::new(&query.curve, query.weight, remaining as f64);
                 whole_tokens(tight.bid(price).tokens(), remaining)
             };
             if grant == 0 {

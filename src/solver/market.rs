@@ -4,8 +4,8 @@
 //! one price. A pass is the unit of cost (one W₋₁ per query on the concave branch), so
 //! the searches are built to need few of them.
 
-use super::{check_weight, Allocator, Query};
-use crate::error::{Error, Result};
+use super::{Allocator, Query};
+use crate::error::Result;
 use crate::model::{surge_z, Bid, BidRule, Bidder};
 
 /// `ln` of (about) the smallest positive normal f64: the low end of every bracket,
@@ -60,20 +60,10 @@ impl Market {
         let mut shape = None;
         let mut shared = true;
         for (index, query) in queries.iter().enumerate() {
-            check_weight(query, index)?;
+            query.validate(index)?;
             let cap = allocator.cap_of(query);
             let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
             let max_price = bidder.max_price_under(allocator.rule);
-            // Weighted utilities and prices must be representable.
-            if !(query.weight * query.curve.ceiling()).is_finite() || !max_price.is_finite() {
-                return Err(Error::InvalidQuery {
-                    index,
-                    id: query.id.clone(),
-                    field: "weight",
-                    value: query.weight,
-                    reason: "is too large: weight times ceiling (or ceiling / width) overflows",
-                });
-            }
             top_price = top_price.max(max_price);
             if bidder.fundable() {
                 fundable_caps += cap as u128;

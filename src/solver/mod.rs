@@ -144,6 +144,39 @@ impl Query {
         self.id = Some(id.into());
         self
     }
+
+    /// Checks what the curve's constructor cannot: the weight must be finite and ≥ 0,
+    /// and the weighted ceiling and peak marginal must be representable. `index` is the
+    /// query's position in its batch, for the error. Every allocation method calls this.
+    ///
+    /// ```
+    /// # use clear_alloc::{Error, Query, ShiftedSurge};
+    /// let query = Query::new(ShiftedSurge::new(100.0, 50.0, 0.9)?).with_weight(-1.0);
+    /// assert!(matches!(query.validate(4), Err(Error::InvalidQuery { index: 4, field: "weight", .. })));
+    /// # Ok::<(), clear_alloc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] naming the weight.
+    pub fn validate(&self, index: usize) -> Result<()> {
+        let weight = self.weight;
+        let reason = if !(weight.is_finite() && weight >= 0.0) {
+            "must be finite and >= 0"
+        } else if !(weight * self.curve.ceiling()).is_finite()
+            || !(weight * (self.curve.ceiling() * self.curve.beta())).is_finite()
+        {
+            "is too large: weight times ceiling (or ceiling / width) overflows"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidQuery {
+            index,
+            id: self.id.clone(),
+            field: "weight",
+            value: weight,
+            reason,
+        })
+    }
 }
 
 /// What the allocator decided for one query.
@@ -226,7 +259,7 @@ impl Allocation {
         }
         let mut out = Vec::with_capacity(queries.len());
         for (index, (query, &granted)) in queries.iter().zip(&tokens).enumerate() {
-            check_weight(query, index)?;
+            query.validate(index)?;
             let cap = query.cap.unwrap_or(default_cap);
             if granted > cap {
                 return Err(Error::InvalidQuery {
@@ -1050,18 +1083,4 @@ fn total_utility_of(queries: &[Query], grants: &[u64]) -> f64 {
 
 fn utility_at(query: &Query, tokens: f64) -> f64 {
     query.weight * query.curve.utility(tokens)
-}
-
-pub(crate) fn check_weight(query: &Query, index: usize) -> Result<()> {
-    if query.weight.is_finite() && query.weight >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::InvalidQuery {
-            index,
-            id: query.id.clone(),
-            field: "weight",
-            value: query.weight,
-            reason: "must be finite and >= 0",
-        })
-    }
 }
