@@ -62,6 +62,26 @@ pub enum Phase {
     Ample,
 }
 
+/// `value` must be finite and ≥ 0.
+fn non_negative(field: &'static str, value: f64) -> Result<()> {
+    check(
+        field,
+        value,
+        value.is_finite() && value >= 0.0,
+        "must be finite and >= 0",
+    )
+}
+
+/// `value` must be finite and > 0.
+fn positive(field: &'static str, value: f64) -> Result<()> {
+    check(
+        field,
+        value,
+        value.is_finite() && value > 0.0,
+        "must be finite and > 0",
+    )
+}
+
 fn check(field: &'static str, value: f64, ok: bool, reason: &'static str) -> Result<()> {
     if ok {
         Ok(())
@@ -84,24 +104,9 @@ impl ShiftedSurge {
     /// out of its domain, or when the width is so small that the peak marginal utility
     /// `p/(w e)` overflows.
     pub fn new(threshold: f64, width: f64, ceiling: f64) -> Result<Self> {
-        check(
-            "threshold",
-            threshold,
-            threshold.is_finite() && threshold >= 0.0,
-            "must be finite and >= 0",
-        )?;
-        check(
-            "width",
-            width,
-            width.is_finite() && width > 0.0,
-            "must be finite and > 0",
-        )?;
-        check(
-            "ceiling",
-            ceiling,
-            ceiling.is_finite() && ceiling >= 0.0,
-            "must be finite and >= 0",
-        )?;
+        non_negative("threshold", threshold)?;
+        positive("width", width)?;
+        non_negative("ceiling", ceiling)?;
         let beta = 1.0 / width;
         check(
             "width",
@@ -119,24 +124,9 @@ impl ShiftedSurge {
     /// [`Error::InvalidParameter`] naming the field when a value is NaN, infinite or out
     /// of its domain, or when `α/β²` or `α/(βe)` overflows.
     pub fn from_alpha_beta(threshold: f64, alpha: f64, beta: f64) -> Result<Self> {
-        check(
-            "threshold",
-            threshold,
-            threshold.is_finite() && threshold >= 0.0,
-            "must be finite and >= 0",
-        )?;
-        check(
-            "alpha",
-            alpha,
-            alpha.is_finite() && alpha > 0.0,
-            "must be finite and > 0",
-        )?;
-        check(
-            "beta",
-            beta,
-            beta.is_finite() && beta > 0.0,
-            "must be finite and > 0",
-        )?;
+        non_negative("threshold", threshold)?;
+        positive("alpha", alpha)?;
+        positive("beta", beta)?;
         check(
             "beta",
             beta,
@@ -180,12 +170,7 @@ impl ShiftedSurge {
     /// # Errors
     /// [`Error::InvalidParameter`] when `threshold` is NaN, infinite or negative.
     pub fn with_threshold(&self, threshold: f64) -> Result<Self> {
-        check(
-            "threshold",
-            threshold,
-            threshold.is_finite() && threshold >= 0.0,
-            "must be finite and >= 0",
-        )?;
+        non_negative("threshold", threshold)?;
         Ok(ShiftedSurge { threshold, ..*self })
     }
 
@@ -326,18 +311,8 @@ impl ShiftedSurge {
     /// [`Error::InvalidParameter`] when the price or the cap is NaN, infinite or
     /// negative.
     pub fn best_response(&self, price: f64, cap: f64) -> Result<f64> {
-        check(
-            "price",
-            price,
-            price.is_finite() && price >= 0.0,
-            "must be finite and >= 0",
-        )?;
-        check(
-            "cap",
-            cap,
-            cap.is_finite() && cap >= 0.0,
-            "must be finite and >= 0",
-        )?;
+        non_negative("price", price)?;
+        non_negative("cap", cap)?;
         Ok(Bidder::new(self, 1.0, cap).bid(price).tokens())
     }
 
@@ -358,12 +333,7 @@ impl ShiftedSurge {
     /// # Errors
     /// [`Error::InvalidParameter`] when the cap is NaN, infinite or negative.
     pub fn abandonment_price(&self, cap: f64) -> Result<f64> {
-        check(
-            "cap",
-            cap,
-            cap.is_finite() && cap >= 0.0,
-            "must be finite and >= 0",
-        )?;
+        non_negative("cap", cap)?;
         Ok(Bidder::new(self, 1.0, cap).abandonment_price())
     }
 }
