@@ -18,7 +18,7 @@ use clear_alloc::{AllocationPolicy, Allocator};
 fn main() -> Result<(), clear_alloc::Error> {
     let stream = StreamConfig::new(Mix::Balanced)
         .queries(500)
-        .seed(1)
+        .seed(2026) // the seed of examples/pareto.rs, so the figures agree
         .generate()?;
     let queries = stream.truth();
     let clear = Allocator::builder().default_cap(stream.cap()).build()?;

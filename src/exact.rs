@@ -6,7 +6,8 @@
 //! and `k_i = cap_i/δ`, the table costs `O(Σ_i K·k_i) ≤ O(N·K²)` time and `O(N·K)`
 //! memory (one `u32` choice per query and cell, to recover the grants). A few hundred
 //! queries at a few thousand cells take well under a second; the solver refuses
-//! tables larger than [`ExactOptimum::MAX_TABLE`] entries rather than exhaust memory.
+//! tables larger than [`ExactOptimum::MAX_TABLE`] entries, or more than
+//! [`ExactOptimum::MAX_WORK`] steps, rather than exhaust memory or time.
 //!
 //! The grid optimum is a lower bound on the true optimum; the gap is the *grid error*,
 //! at most `Σ_i max φ_i · δ`.
@@ -35,8 +36,12 @@ pub struct ExactOptimum {
 }
 
 impl ExactOptimum {
-    /// Largest DP table (queries × cells) the solver accepts.
+    /// Largest DP table (queries × cells) the solver accepts: bounds the memory.
     pub const MAX_TABLE: u64 = 50_000_000;
+
+    /// Most inner steps (Σ over queries of grant steps × cells) the solver accepts:
+    /// bounds the time, to a few tens of seconds on one core.
+    pub const MAX_WORK: u64 = 20_000_000_000;
 
     /// A solver on a grid of `grid` tokens, with the default cap of
     /// [`crate::Allocator::DEFAULT_CAP`].
@@ -76,19 +81,27 @@ impl AllocationPolicy for ExactOptimum {
 
     /// # Errors
     /// [`Error::InvalidQuery`] for an invalid weight; [`Error::InvalidOption`] when the
-    /// table would exceed [`ExactOptimum::MAX_TABLE`] entries.
+    /// table would exceed [`ExactOptimum::MAX_TABLE`] entries or the work
+    /// [`ExactOptimum::MAX_WORK`] steps.
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
+        if queries.is_empty() {
+            return Allocation::from_tokens(queries, Vec::new(), self.default_cap, Some(budget));
+        }
         let cells = budget / self.grid;
         let steps: Vec<u64> = queries
             .iter()
             .map(|q| (q.cap.unwrap_or(self.default_cap) / self.grid).min(cells))
             .collect();
-        let table = (queries.len() as u64).saturating_mul(cells + 1);
-        if table > Self::MAX_TABLE || cells > u32::MAX as u64 {
+        let table = (queries.len() as u64).saturating_mul(cells.saturating_add(1));
+        // Work: every query tries every grant at every cell.
+        let work = steps
+            .iter()
+            .fold(0u64, |sum, &k| sum.saturating_add(k.saturating_mul(cells)));
+        if table > Self::MAX_TABLE || work > Self::MAX_WORK {
             return Err(Error::InvalidOption {
                 option: "grid",
                 value: self.grid as f64,
-                reason: "too fine for this budget and batch: the DP table is too large",
+                reason: "too fine for this budget and batch: the DP table or its work is too large",
             });
         }
         for (index, q) in queries.iter().enumerate() {
@@ -165,6 +178,24 @@ mod tests {
             approx::assert_relative_eq!(dp.total_utility(), brute, max_relative = 1e-12);
             assert!(dp.total_tokens() <= budget);
         }
+    }
+
+    #[test]
+    fn refuses_unbounded_budgets_and_work() {
+        let q = vec![Query::new(ShiftedSurge::new(1.0, 1.0, 1.0).unwrap()).with_cap(u64::MAX)];
+        let err = ExactOptimum::new(1)
+            .unwrap()
+            .allocate(&q, u64::MAX)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidOption { option: "grid", .. }));
+        let none = ExactOptimum::new(1)
+            .unwrap()
+            .allocate(&[], u64::MAX)
+            .unwrap();
+        assert_eq!(none.total_tokens(), 0);
+        // A small table but 8 · 200 000² steps: refused for time, not memory.
+        let q = vec![Query::new(ShiftedSurge::new(1.0, 1.0, 1.0).unwrap()).with_cap(200_000); 8];
+        assert!(ExactOptimum::new(1).unwrap().allocate(&q, 200_000).is_err());
     }
 
     #[test]

@@ -76,6 +76,8 @@ impl QuerySpec {
         let threshold = self
             .threshold
             .ok_or_else(|| missing("threshold", "is missing"))?;
+        let accuracy_form = self.width.is_some() || self.ceiling.is_some();
+        let paper_form = self.alpha.is_some() || self.beta.is_some();
         let curve = match (self.width, self.ceiling, self.alpha, self.beta) {
             (Some(width), Some(ceiling), None, None) => {
                 ShiftedSurge::new(threshold, width, ceiling)
@@ -83,20 +85,20 @@ impl QuerySpec {
             (None, None, Some(alpha), Some(beta)) => {
                 ShiftedSurge::from_alpha_beta(threshold, alpha, beta)
             }
-            (Some(_), _, Some(_), _) | (Some(_), _, _, Some(_)) => {
+            _ if accuracy_form && paper_form => {
                 return Err(missing(
-                    "width",
+                    if self.width.is_some() {
+                        "width"
+                    } else {
+                        "ceiling"
+                    },
                     "conflicts with alpha/beta: give width and ceiling, or alpha and beta",
                 ))
             }
             (Some(_), None, ..) => return Err(missing("ceiling", "is missing (width was given)")),
             (None, Some(_), ..) => return Err(missing("width", "is missing (ceiling was given)")),
-            (None, None, Some(_), None) => {
-                return Err(missing("beta", "is missing (alpha was given)"))
-            }
-            (None, None, None, Some(_)) => {
-                return Err(missing("alpha", "is missing (beta was given)"))
-            }
+            (.., Some(_), None) => return Err(missing("beta", "is missing (alpha was given)")),
+            (.., None, Some(_)) => return Err(missing("alpha", "is missing (beta was given)")),
             _ => {
                 return Err(missing(
                     "width",
@@ -216,10 +218,11 @@ pub struct QueryGrant {
 /// The allocator sidecar's answer, queries in input order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AllocationResponse {
-    /// The shadow price λ* (utility per token).
-    pub price: f64,
-    /// Marginal utility per token of the funded, uncapped queries.
-    pub marginal_price: f64,
+    /// The shadow price λ* (utility per token); `null` for an allocation not made by a
+    /// price.
+    pub price: Option<f64>,
+    /// Marginal utility per token of the funded, uncapped queries; `null` likewise.
+    pub marginal_price: Option<f64>,
     /// Tokens granted in all.
     pub total_tokens: u64,
     /// Budget left unspent (0 in price mode).
@@ -234,8 +237,8 @@ impl AllocationResponse {
     /// The response for `allocation` of `queries`.
     pub fn new(queries: &[Query], allocation: &Allocation) -> Self {
         AllocationResponse {
-            price: allocation.price().unwrap_or(f64::NAN),
-            marginal_price: allocation.marginal_price().unwrap_or(f64::NAN),
+            price: allocation.price(),
+            marginal_price: allocation.marginal_price(),
             total_tokens: allocation.total_tokens(),
             leftover: allocation.leftover(),
             expected_utility: allocation.total_utility(),
@@ -355,6 +358,35 @@ mod tests {
             bad.to_query(0).unwrap_err().to_string(),
             "query 0: threshold = -1 is invalid: must be finite and >= 0"
         );
+    }
+
+    #[test]
+    fn mixed_parameterisations_are_a_conflict() {
+        let spec = QuerySpec {
+            threshold: Some(10.0),
+            ceiling: Some(0.9),
+            alpha: Some(1.0),
+            beta: Some(0.1),
+            ..QuerySpec::default()
+        };
+        let err = spec.to_query(0).unwrap_err();
+        assert!(
+            err.to_string().contains("conflicts with alpha/beta"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn responses_round_trip_through_json() {
+        let queries = vec![Query::new(ShiftedSurge::new(100.0, 50.0, 0.9).unwrap()).with_id("a")];
+        let by_price = Allocator::default().allocate(&queries, 500).unwrap();
+        let by_hand = Allocation::from_tokens(&queries, vec![300], 8192, None).unwrap();
+        for allocation in [by_price, by_hand] {
+            let response = AllocationResponse::new(&queries, &allocation);
+            let json = serde_json::to_string(&response).unwrap();
+            let back: AllocationResponse = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, response);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Round trip: rollouts → fitted curves → the JSON contract → a valid allocation.
+#![cfg(feature = "serde")]
 
 use clear_alloc::fit::{read_rollouts_csv, read_rollouts_jsonl, EmpiricalCurve, RolloutFit};
 use clear_alloc::wire::{AllocationRequest, QuerySpec};

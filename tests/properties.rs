@@ -3,6 +3,16 @@
 
 use clear_alloc::{Allocator, Decision, Error, Query, ShiftedSurge};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
+
+/// Many cases, and a fixed seed so that CI runs the same ones every time (set
+/// `PROPTEST_CASES` and `PROPTEST_RNG_SEED` to explore further).
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        rng_seed: RngSeed::Fixed(20261129),
+        ..ProptestConfig::with_cases(2000)
+    }
+}
 
 /// Any f64 a caller might pass: mostly plausible values, often the nasty ones.
 fn any_param() -> impl Strategy<Value = f64> {
@@ -46,7 +56,7 @@ fn plausible_query() -> impl Strategy<Value = Query> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
 
     /// Whatever comes in: a typed error or an allocation within budget and caps.
     #[test]
@@ -56,7 +66,7 @@ proptest! {
             0..12,
         ),
         budget in any_budget(),
-        granularity in prop_oneof![Just(1u64), 1..200u64],
+        granularity in prop_oneof![Just(1u64), 1..200u64, Just(u64::MAX), 1u64 << 40..u64::MAX],
         default_cap in prop_oneof![Just(32_768u64), Just(u64::MAX), 0..10_000u64],
     ) {
         let mut queries = Vec::new();
@@ -99,15 +109,27 @@ proptest! {
                 // The solver works with weight · ceiling / width (the marginal's scale).
                 let overflows = !(q.weight * (q.curve.ceiling() * q.curve.beta())).is_finite()
                     || !(q.weight * q.curve.ceiling()).is_finite();
-                prop_assert!(bad_weight.is_some() || overflows);
+                // Or no query can pay 1e-280 for its best token: too small to price.
+                let solvency = queries
+                    .iter()
+                    .map(|q| {
+                        let cap = allocator.cap_of(q) as f64;
+                        q.weight * q.curve.abandonment_price(cap).unwrap_or(0.0)
+                    })
+                    .fold(0.0, f64::max);
+                prop_assert!(bad_weight.is_some() || overflows || solvency < 1e-280);
             }
             Err(other) => prop_assert!(false, "unexpected error {other:?}"),
         }
     }
 
-    /// More budget never lowers the total utility.
+    /// More budget does not lower the total utility on these random batches. The price
+    /// solution alone is monotone, but the leftover step's search is a heuristic and
+    /// is not guaranteed to be: rare counterexamples exist (see
+    /// `more_budget_loses_at_most_one_query` below), about one in several hundred
+    /// thousand random batches.
     #[test]
-    fn more_budget_never_hurts(
+    fn more_budget_does_not_lower_utility(
         queries in prop::collection::vec(plausible_query(), 1..15),
         budget in 0u64..20_000,
         extra in 1u64..5_000,
@@ -167,5 +189,40 @@ proptest! {
             funded[first_abandoned..].iter().all(|f| !f),
             "thresholds {thresholds:?} funded {funded:?}"
         );
+    }
+}
+
+/// What the method guarantees whatever the batch: each allocation is within one query's
+/// utility of the optimum (SPEC §4), and the optimum is monotone in the budget, so more
+/// budget can lower the total by at most the largest ceiling. This batch is a known case
+/// where it does lower it (found by a 1 000 000-case run of the property above): the
+/// optimum at 1 386 tokens swaps the first query out for the other two.
+#[test]
+fn more_budget_loses_at_most_one_query() {
+    let curves = [
+        (
+            367.04588235875826,
+            0.0054078212472475524,
+            0.9762499952692999,
+        ),
+        (774.2121971259015, 0.01564710235330216, 0.951170803893878),
+        (0.0, 0.008442940382091573, 0.05),
+    ];
+    let queries: Vec<Query> = curves
+        .iter()
+        .map(|&(tau, beta, p)| Query::new(ShiftedSurge::new(tau, 1.0 / beta, p).unwrap()))
+        .collect();
+    let allocator = Allocator::builder().default_cap(5000).build().unwrap();
+    let less = allocator.allocate(&queries, 1340).unwrap();
+    let more = allocator.allocate(&queries, 1386).unwrap();
+    let largest_ceiling = curves.iter().map(|c| c.2).fold(0.0, f64::max);
+    assert!(more.total_utility() >= less.total_utility() - largest_ceiling);
+    // Both stay within one ceiling of the exact optimum on a 1-token grid.
+    let exact = clear_alloc::exact::ExactOptimum::new(1)
+        .unwrap()
+        .with_default_cap(5000);
+    for (budget, ours) in [(1340, &less), (1386, &more)] {
+        let best = clear_alloc::AllocationPolicy::allocate(&exact, &queries, budget).unwrap();
+        assert!(ours.total_utility() >= best.total_utility() - largest_ceiling);
     }
 }

@@ -5,12 +5,17 @@
 //! the searches are built to need few of them.
 
 use super::{Allocator, Query};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{surge_z, Bid, BidRule, Bidder};
 
 /// `ln` of (about) the smallest positive normal f64: the low end of every bracket,
-/// where demand is taken at its limit as λ → 0⁺ without being evaluated.
-const LOG_PRICE_FLOOR: f64 = -708.0;
+/// where demand is taken at its limit as λ → 0⁺ without being evaluated. A search that
+/// reaches it stops there (a price of 0 for every practical purpose).
+pub(super) const LOG_PRICE_FLOOR: f64 = -708.0;
+
+/// Prices below `e^LOG_PRICE_FLOOR` cannot be searched, so a batch must be able to pay
+/// more than this for its best token: a margin of ~60 e-folds above the floor.
+const MIN_TOP_PRICE: f64 = 1e-280;
 
 /// Batches at least this large start the price search from a solve on a strided
 /// sample.
@@ -59,12 +64,16 @@ impl Market {
         let mut fundable_caps = 0u128;
         let mut shape = None;
         let mut shared = true;
+        let mut top_query = 0;
         for (index, query) in queries.iter().enumerate() {
             query.validate(index)?;
             let cap = allocator.cap_of(query);
             let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
             let max_price = bidder.max_price_under(allocator.rule);
-            top_price = top_price.max(max_price);
+            if max_price > top_price {
+                top_price = max_price;
+                top_query = index;
+            }
             if bidder.fundable() {
                 fundable_caps += cap as u128;
             }
@@ -72,6 +81,18 @@ impl Market {
             shared &= *shape.get_or_insert(this_shape) == this_shape;
             bidders.push(bidder);
             caps.push(cap);
+        }
+        if top_price > 0.0 && top_price < MIN_TOP_PRICE {
+            let query = &queries[top_query];
+            return Err(Error::InvalidQuery {
+                index: top_query,
+                id: query.id.clone(),
+                field: "weight",
+                value: query.weight,
+                reason: "is too small to price: weight times peak marginal utility is below \
+                         1e-280 for every query in the batch; scale all weights up (the \
+                         allocation does not change)",
+            });
         }
         Ok(Market {
             bidders,
@@ -204,6 +225,11 @@ impl Bracket {
         self.hi.log_price - self.lo.log_price
     }
 
+    /// Whether the feasible end has reached the floor price.
+    fn at_floor(&self) -> bool {
+        self.hi.log_price <= LOG_PRICE_FLOOR + 1.0
+    }
+
     /// Records an evaluated point; returns whether it became the feasible end.
     fn update(&mut self, point: Demand, budget: f64) -> bool {
         self.recent = [self.recent[1], Some(point)];
@@ -230,6 +256,11 @@ impl Bracket {
     }
 
     fn done(&self, budget: f64, tolerance: f64) -> bool {
+        // Demand at the floor is as high as f64 prices can make it: a bracket down there
+        // has nothing cheaper left to try.
+        if self.at_floor() {
+            return true;
+        }
         let close = self.hi.tokens >= budget * (1.0 - tolerance);
         let narrow = self.lo_real
             && (self.width() <= tolerance
@@ -426,7 +457,7 @@ impl Allocator {
         let mut current = vec![0.0; funded.len()];
         // Rounding hands back up to one granule per funded query, by largest remainder,
         // so the continuous demand need only come within a quarter of that.
-        let exact = (0.25 * (funded.len() * self.granularity as usize) as f64).max(0.25);
+        let exact = (0.25 * funded.len() as f64 * self.granularity as f64).max(0.25);
         let mut passes = 0;
         let mut point = match known {
             Some(known) => {
@@ -463,6 +494,7 @@ impl Allocator {
             // peak marginal — so a bracket this narrow means the budget falls in a
             // jump, and the caller hands the remainder to the edge query.
             if budget - bracket.hi.tokens <= exact
+                || bracket.at_floor()
                 || (bracket.lo_real && bracket.width() <= self.tolerance)
             {
                 break;

@@ -8,17 +8,21 @@
 //!    constants of its best response, so that a bid at a price costs at most one W₋₁
 //!    evaluation and the rational-abandonment test costs a few flops.
 //! 2. **Clear** the market: total demand `D(λ)` is non-increasing in λ with jumps where
-//!    queries are abandoned. A safeguarded Newton iteration in `ln λ` (the slope comes
-//!    free with each pass) inside a bracket `D(lo) > B ≥ D(hi)`, falling back to
-//!    bisection whenever Newton leaves the bracket or stalls, so it always terminates.
-//!    For large batches a solve on a strided sample gives the starting price. When all
-//!    queries share one shape (the paper's model-intrinsic α, β) W₋₁ is evaluated once
-//!    per pass instead of once per query.
+//!    queries are abandoned. A bracket `D(lo) > B ≥ D(hi)` on `ln λ` is narrowed by the
+//!    secant through the two latest points — which sees the jumps, where Newton on the
+//!    smooth part would not — with Illinois false position and bisection as safeguards,
+//!    so it always terminates; until a low end is known the search steps down by
+//!    doubling strides. Large batches start from a solve on a strided sample, and once
+//!    a low end is known only the queries funded there are visited. When all queries
+//!    share one shape (the paper's model-intrinsic α, β) W₋₁ is evaluated once per pass
+//!    instead of once per query.
 //! 3. **Spend the leftover** (SPEC §4.2): the feasible end of the bracket leaves part of
-//!    the budget unspent, because `D` jumps. Re-clear the price among the funded
-//!    queries alone (lowering their marginal utility to the *marginal price*), and try
-//!    instead to fund the one query at the edge with the leftover; keep whichever
-//!    gives more utility.
+//!    the budget unspent, because `D` jumps. The queries that become solvent together
+//!    inside the bracket are funded, most solvent first, while they fit; the price is
+//!    re-cleared among the funded queries alone (their marginal utility falls to the
+//!    *marginal price*); and a small search tries funding one more query (or, in small
+//!    batches, swapping one) with the price re-cleared among all, keeping a change only
+//!    if the batch's utility rises.
 //! 4. **Round** to whole tokens (multiples of the granularity), hand the rounding
 //!    remainder to the queries that lost the most to rounding, and check `Σ ≤ B` in
 //!    exact integer arithmetic.
@@ -241,8 +245,8 @@ impl Allocation {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] when a query's weight is invalid, a grant exceeds its
-    /// cap, or the lengths differ; [`Error::InvalidParameter`] when the grants exceed
+    /// [`Error::InvalidQuery`] when a query's weight is invalid or a grant exceeds its
+    /// cap; [`Error::InvalidParameter`] when the lengths differ or the grants exceed
     /// `budget`.
     pub fn from_tokens(
         queries: &[Query],
@@ -608,6 +612,20 @@ impl Allocator {
         }
         let budget_f = budget as f64;
         let cleared = self.clear(&market, budget_f);
+        if cleared.hi.log_price <= market::LOG_PRICE_FLOOR + 1.0 {
+            // Demand at the lowest representable price fits: more tokens would add less
+            // utility than an f64 can hold, so the budget is ample in all but name.
+            let grants = self.round(&market, &cleared.hi_tokens, Some(budget));
+            return Ok(self.finish(
+                queries,
+                &market,
+                grants,
+                &[],
+                Some(budget),
+                (0.0, 0.0),
+                cleared.passes,
+            ));
+        }
         let price = cleared.hi.price();
         let mut passes = cleared.passes;
         let (funded, left_out) = self.funded_set(&market, &cleared, budget_f);
@@ -984,8 +1002,11 @@ impl Allocator {
         if used + g as u128 <= budget {
             let mut losers: Vec<(f64, usize)> = (0..grants.len())
                 .filter(|&i| tokens[i] > grants[i] as f64)
-                .filter(|&i| grants[i].saturating_add(g) <= market.caps[i])
-                .filter(|&i| useful(i, grants[i] + g))
+                .filter(|&i| {
+                    grants[i]
+                        .checked_add(g)
+                        .is_some_and(|more| more <= market.caps[i] && useful(i, more))
+                })
                 .map(|i| (tokens[i] - grants[i] as f64, i))
                 .collect();
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
