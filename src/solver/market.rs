@@ -126,16 +126,18 @@ impl Market {
 
     /// One pass: total demand at `e^log_price`, each query's bid written to `tokens`.
     pub fn demand(&self, log_price: f64, tokens: &mut [f64]) -> Demand {
-        self.demand_of(log_price, 0..self.len(), tokens)
+        self.demand_of(log_price, 0..self.len(), tokens, false)
     }
 
     /// Demand at `e^log_price` of the queries in `among` (the others must be out at
-    /// this price); their bids are written to `tokens`.
+    /// this price); their bids are written to `tokens`. The slope costs a division per
+    /// funded query, so it is summed only when `with_slope` asks for it.
     fn demand_of(
         &self,
         log_price: f64,
         among: impl Iterator<Item = usize>,
         tokens: &mut [f64],
+        with_slope: bool,
     ) -> Demand {
         let price = log_price.exp();
         let mut total = Demand {
@@ -145,19 +147,19 @@ impl Market {
             funded: 0,
         };
         let rule = self.rule;
-        let shared_z = self.shared_scale.map(|scale| surge_z(price / scale));
-        for i in among {
-            let bidder = &self.bidders[i];
-            let bid = match shared_z {
-                Some(z) => bidder.bid_with(price, rule, || z),
-                None => bidder.bid_by(price, rule),
-            };
+        let mut tally = |i: usize, bid: Bid| {
             tokens[i] = bid.tokens();
             if bid != Bid::Out {
                 total.funded += 1;
                 total.tokens += tokens[i];
-                total.slope += bid.log_price_slope();
+                if with_slope {
+                    total.slope += bid.log_price_slope();
+                }
             }
+        };
+        match self.shared_scale.map(|scale| surge_z(price / scale)) {
+            Some(z) => among.for_each(|i| tally(i, self.bidders[i].bid_with(price, rule, || z))),
+            None => among.for_each(|i| tally(i, self.bidders[i].bid_by(price, rule))),
         }
         total
     }
@@ -335,9 +337,13 @@ impl Allocator {
         let mut active: Option<Vec<usize>> = None;
         let mut passes = 0;
         for _ in 0..self.max_iterations {
+            // Only the first point's slope is used (for the first step).
+            let with_slope = passes == 0;
             let point = match &active {
-                Some(among) => market.demand_of(log_price, among.iter().copied(), &mut current),
-                None => market.demand(log_price, &mut current),
+                Some(among) => {
+                    market.demand_of(log_price, among.iter().copied(), &mut current, with_slope)
+                }
+                None => market.demand_of(log_price, 0..n, &mut current, with_slope),
             };
             passes += 1;
             if bracket.update(point, budget) {
@@ -394,7 +400,8 @@ impl Allocator {
             let mut scratch = vec![0.0; sample.len()];
             let mut log_price = (hi - 1.0).max(0.5 * (lo + hi));
             for _ in 0..self.max_iterations {
-                let point = sample.demand(log_price, &mut scratch);
+                let first = sample_bracket.recent[1].is_none();
+                let point = sample.demand_of(log_price, 0..sample.len(), &mut scratch, first);
                 sample_bracket.update(point, sample_budget);
                 if sample_bracket.done(sample_budget, self.tolerance.max(1e-3)) {
                     break;
