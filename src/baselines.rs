@@ -94,26 +94,26 @@ impl Grid {
 
     /// The query's cap rounded down to the granularity (as [`Allocator::cap_of`]).
     fn cap_of(&self, query: &Query) -> u64 {
-        let cap = query.cap.unwrap_or(self.default_cap);
-        cap - cap % self.granularity
+        self.round_down(query.cap.unwrap_or(self.default_cap))
     }
 
+    /// `tokens` rounded down to a multiple of the granularity.
     fn round_down(&self, tokens: u64) -> u64 {
         tokens - tokens % self.granularity
+    }
+
+    /// Checks every query before any work, so that a bad one is reported with its
+    /// index and id exactly as [`Allocator::allocate`] reports it.
+    fn validate(queries: &[Query]) -> Result<()> {
+        queries
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, query)| query.validate(index))
     }
 
     fn finish(&self, queries: &[Query], grants: Vec<u64>, budget: u64) -> Result<Allocation> {
         Allocation::from_tokens(queries, grants, self.default_cap, Some(budget))
     }
-}
-
-/// Checks every query first so that a bad one is reported before any work, with its
-/// index and id, exactly as [`Allocator::allocate`] reports it.
-fn check_weights(queries: &[Query]) -> Result<()> {
-    queries
-        .iter()
-        .enumerate()
-        .try_for_each(|(index, query)| query.validate(index))
 }
 
 /// Uniform allocation: every query gets `⌊B/N⌋` tokens (rounded down to the
@@ -160,7 +160,7 @@ impl AllocationPolicy for Uniform {
     }
 
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        check_weights(queries)?;
+        Grid::validate(queries)?;
         let share = match queries.len() as u64 {
             0 => 0,
             n => self.grid.round_down(budget / n),
@@ -223,7 +223,7 @@ impl AllocationPolicy for Proportional {
     }
 
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        check_weights(queries)?;
+        Grid::validate(queries)?;
         let caps: Vec<f64> = queries.iter().map(|q| self.grid.cap_of(q) as f64).collect();
         let thresholds: Vec<f64> = queries.iter().map(|q| q.curve.threshold()).collect();
         if thresholds.iter().all(|&t| t == 0.0) {
@@ -234,6 +234,11 @@ impl AllocationPolicy for Proportional {
             .iter()
             .enumerate()
             .map(|(i, _)| {
+                // τ̂ = 0 gets nothing even when the caps fit and the scale is ∞ (where
+                // ∞ · 0 would be NaN, and NaN.min(cap) the whole cap).
+                if thresholds[i] <= 0.0 {
+                    return 0;
+                }
                 // `as` saturates, and the min keeps a float sum that rounds up off the cap.
                 let tokens = (scale * thresholds[i]).min(caps[i]) as u64;
                 self.grid.round_down(tokens)
@@ -342,6 +347,11 @@ impl AllocationPolicy for NoAbandonment {
 ///
 /// A **negative control**: see the [module docs](self) for why it fails on S-curves.
 ///
+/// It runs one heap operation per step, so its time grows with the number of steps
+/// it can take, `min(B, Σ capᵢ) / step`; above [`GreedyMarginal::MAX_STEPS`] it
+/// refuses with [`Error::InvalidOption`] (option `step`) instead of running for
+/// seconds or hours. Use a coarser step for large budgets.
+///
 /// ```
 /// use clear_alloc::baselines::GreedyMarginal;
 /// use clear_alloc::{AllocationPolicy, Query, ShiftedSurge};
@@ -364,6 +374,10 @@ pub struct GreedyMarginal {
 }
 
 impl GreedyMarginal {
+    /// The most steps one allocation may take (10⁸, on the order of a second or two
+    /// on one core): a bound on the running time, checked before any work.
+    pub const MAX_STEPS: u64 = 100_000_000;
+
     /// Greedy in steps of `step` tokens (all grants are multiples of it).
     ///
     /// # Errors
@@ -417,21 +431,40 @@ impl AllocationPolicy for GreedyMarginal {
         "greedy marginal"
     }
 
+    /// # Errors
+    /// - [`Error::InvalidQuery`] as for [`Allocator::allocate`].
+    /// - [`Error::InvalidOption`] (option `step`) when the allocation would take more
+    ///   than [`GreedyMarginal::MAX_STEPS`] steps: `min(budget, Σ caps) / step`.
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        check_weights(queries)?;
+        Grid::validate(queries)?;
         let step = self.grid.granularity;
         let caps: Vec<u64> = queries.iter().map(|q| self.grid.cap_of(q)).collect();
+        // Every step spends `step` tokens of the budget and of some cap, so this bounds
+        // the loop below; u128 because the caps may sum past u64::MAX.
+        let spendable = (budget as u128).min(caps.iter().map(|&c| c as u128).sum());
+        if spendable / step as u128 > Self::MAX_STEPS as u128 {
+            return Err(Error::InvalidOption {
+                option: "step",
+                value: step as f64,
+                reason: "too small for the budget: more than GreedyMarginal::MAX_STEPS steps",
+            });
+        }
         let gain = |i: usize, tokens: u64| {
             let curve = &queries[i].curve;
             queries[i].weight
                 * (curve.utility((tokens + step) as f64) - curve.utility(tokens as f64))
         };
         let next_step = |i: usize, tokens: u64| {
-            (tokens.saturating_add(step) <= caps[i]).then(|| Step {
-                gain: gain(i, tokens),
-                tokens,
-                index: i,
-            })
+            // checked, not saturating: a sum that saturates at a cap of u64::MAX would
+            // pass the test and then overflow in `tokens + step`.
+            tokens
+                .checked_add(step)
+                .is_some_and(|next| next <= caps[i])
+                .then(|| Step {
+                    gain: gain(i, tokens),
+                    tokens,
+                    index: i,
+                })
         };
         let mut heap: BinaryHeap<Step> =
             (0..queries.len()).filter_map(|i| next_step(i, 0)).collect();
@@ -571,6 +604,81 @@ mod tests {
             .allocate(&queries, 1000)
             .unwrap();
         assert_eq!(a.tokens().collect::<Vec<_>>(), [20, 30]);
+    }
+
+    #[test]
+    fn proportional_gives_nothing_to_a_zero_threshold_when_caps_fit() {
+        // Caps 1000 + 1000 > 1500, but τ̂ = 0 wants nothing, so the other query's cap
+        // (1000 ≤ 1500) is all that is demanded: the caps that matter fit.
+        let queries = [
+            query(0.0, 50.0, 0.9).with_cap(1000),
+            query(100.0, 50.0, 0.9).with_cap(1000),
+        ];
+        let a = Proportional::default().allocate(&queries, 1500).unwrap();
+        assert_eq!(a.tokens().collect::<Vec<_>>(), [0, 1000]);
+        // The same when the budget covers every cap.
+        let a = Proportional::default().allocate(&queries, 5000).unwrap();
+        assert_eq!(a.tokens().collect::<Vec<_>>(), [0, 1000]);
+    }
+
+    #[test]
+    fn greedy_takes_one_step_to_a_cap_of_u64_max() {
+        // One step of u64::MAX tokens fits the cap exactly; a second would overflow.
+        let queries = [query(10.0, 5.0, 1.0).with_cap(u64::MAX)];
+        let a = GreedyMarginal::new(u64::MAX)
+            .unwrap()
+            .allocate(&queries, u64::MAX)
+            .unwrap();
+        assert_eq!(a.tokens().collect::<Vec<_>>(), [u64::MAX]);
+    }
+
+    #[test]
+    fn huge_caps_budgets_and_granularities_do_not_overflow() {
+        let queries = [
+            query(10.0, 5.0, 1.0).with_cap(u64::MAX),
+            query(20.0, 5.0, 1.0).with_cap(u64::MAX - 1),
+            query(0.0, 5.0, 1.0),
+        ];
+        let half = 1u64 << 63;
+        let policies: [&dyn AllocationPolicy; 6] = [
+            &Uniform::new(half).unwrap(),
+            &Uniform::new(1).unwrap().with_default_cap(u64::MAX),
+            &Proportional::new(half).unwrap(),
+            &Proportional::new(1).unwrap().with_default_cap(u64::MAX),
+            &GreedyMarginal::new(half).unwrap(),
+            &GreedyMarginal::new(u64::MAX)
+                .unwrap()
+                .with_default_cap(u64::MAX),
+        ];
+        for policy in policies {
+            for budget in [0, 1, half, u64::MAX - 1, u64::MAX] {
+                let a = policy.allocate(&queries, budget).unwrap();
+                let total: u128 = a.tokens().map(u128::from).sum();
+                assert!(total <= u128::from(budget), "{}: {budget}", policy.name());
+            }
+        }
+    }
+
+    #[test]
+    fn greedy_refuses_more_than_max_steps_by_name() {
+        let queries = [query(10.0, 5.0, 1.0).with_cap(u64::MAX)];
+        let greedy = GreedyMarginal::new(1).unwrap();
+        let err = greedy
+            .allocate(&queries, GreedyMarginal::MAX_STEPS + 1)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidOption { option: "step", value, .. } if value == 1.0),
+            "{err:?}"
+        );
+        // What bounds the work is the spendable total min(budget, Σ caps), not the
+        // budget: a budget of u64::MAX over a 200-token cap is 100 steps of 2.
+        let coarse = GreedyMarginal::new(2).unwrap();
+        let spend = |budget| {
+            let capped = [query(10.0, 5.0, 1.0).with_cap(200)];
+            coarse.allocate(&capped, budget).map(|a| a.total_tokens())
+        };
+        assert_eq!(spend(u64::MAX).unwrap(), 200);
+        assert_eq!(spend(2 * GreedyMarginal::MAX_STEPS + 2).unwrap(), 200);
     }
 
     #[test]

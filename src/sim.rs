@@ -503,7 +503,9 @@ pub fn evaluate(
     })
 }
 
-/// The methods of the comparison (SPEC §6 and the line-up).
+/// The methods of the comparison: the baselines of SPEC §6 but TALE-EP (which needs a
+/// language model to estimate its own budget), CLEAR itself, the greedy negative
+/// control and the exact grid optimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
     /// [`Uniform`].

@@ -32,7 +32,11 @@ fn expected_error(err: &Error) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    // A fixed seed keeps CI deterministic.
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0xc1ea0002),
+        ..ProptestConfig::with_cases(200)
+    })]
 
     #[test]
     fn single_fits_are_valid_curves_or_typed_errors(data in rollouts(), censoring in any::<bool>()) {

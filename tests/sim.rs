@@ -1,5 +1,5 @@
-//! The issue's acceptance tests on the simulated traffic streams (SPEC §6), through the
-//! public API.
+//! Acceptance tests on the simulated traffic streams (SPEC §6), through the public
+//! API.
 
 use clear_alloc::baselines::Uniform;
 use clear_alloc::sim::{evaluate, Evaluation, Method, Mix, Stream, StreamConfig, Sweep};
@@ -134,7 +134,7 @@ fn ample_budgets_cost_clear_at_most_one_query() {
     }
 }
 
-/// The noise sweep of the issue (σ = 0, 0.25, 0.5, 1.0). Printed as a table; the
+/// A threshold-noise sweep (σ = 0, 0.25, 0.5, 1.0). Printed as a table; the
 /// checks say what "graceful" means:
 /// - no noise level lifts CLEAR above its σ = 0 accuracy by more than one query's
 ///   worth (σ = 0 is the oracle, itself within one query of the optimum);
@@ -233,7 +233,11 @@ fn sampled_accuracy_agrees_with_the_expectation() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    // A fixed seed keeps CI deterministic.
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0xc1ea0003),
+        ..ProptestConfig::with_cases(24)
+    })]
 
     /// Every evaluation reports shares in [0, 1] and spends within its budget, for any
     /// stream, noise level and budget.

@@ -87,9 +87,15 @@ impl EmpiricalCurve {
     /// lengths and the fitted curve's CDF of a correct length, `U(b)/U∞`; `None` when
     /// there is no correct rollout.
     pub fn ks_distance(&self, fitted: &ShiftedSurge) -> Option<f64> {
-        let unit = ShiftedSurge::new(fitted.threshold(), fitted.width(), 1.0).ok()?;
+        let unit = unit_curve(fitted).ok()?;
         ks_distance(&self.correct, |x| unit.utility(x))
     }
+}
+
+/// `fitted` with ceiling 1: `U(b)/U∞`, the CDF of the length of a correct rollout,
+/// which every KS distance here compares the correct lengths with.
+pub(crate) fn unit_curve(fitted: &ShiftedSurge) -> Result<ShiftedSurge> {
+    ShiftedSurge::new(fitted.threshold(), fitted.width(), 1.0)
 }
 
 /// `sup_x |F_n(x) − F(x)|` for sorted `sample` and a continuous CDF `cdf`.

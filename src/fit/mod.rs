@@ -483,7 +483,7 @@ fn finish(
             reason: format!("the fit left the model's domain ({e})"),
         })?;
     let within_cap = sample.ln_within_cap(threshold, beta).exp();
-    let unit = ShiftedSurge::new(threshold, curve.width(), 1.0)?;
+    let unit = empirical::unit_curve(&curve)?;
     let ks_distance =
         empirical::ks_distance(&sample.correct, |x| (unit.utility(x) / within_cap).min(1.0));
     Ok(FittedCurve {
