@@ -1,12 +1,12 @@
 //! Parameter recovery on seeded synthetic rollouts drawn from known curves.
 //!
-//! Tolerances come from the issue (threshold within 5 %, width within 10 %). What a
+//! Target tolerances: threshold within 5 %, width within 10 %, in 95 % of trials. What a
 //! fit can achieve is bounded by information: with `k` correct lengths the width's
 //! relative standard error is at least `1/√(2k)` even with τ known (Fisher information
 //! of a Gamma(2) rate, `2k/β²`), 5.6 % for the `k ≈ 160` correct rollouts of 200 at
 //! ceiling 0.8 — so "width within 10 %" is a 1.8σ band there, which no unbiased
 //! estimator meets in 95 % of trials (the normal rate is 93 %). The tests check the
-//! issue's tolerances where the information allows it, and efficiency where it does
+//! target tolerances where the information allows it, and efficiency where it does
 //! not.
 
 mod fit_support;
