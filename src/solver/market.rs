@@ -385,8 +385,9 @@ impl Allocator {
         }
     }
 
-    /// Where the search starts: for large batches, the clearing price of a strided
-    /// sample with a proportional budget; otherwise one e-fold below the top price.
+    /// Where the search starts: for large batches, just below the clearing price of a
+    /// strided sample with a proportional budget; otherwise one e-fold below the top
+    /// price.
     fn starting_point(&self, market: &Market, budget: f64, bracket: &Bracket) -> f64 {
         let n = market.len();
         let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
@@ -408,7 +409,11 @@ impl Allocator {
                 }
                 log_price = sample_bracket.next(target);
             }
-            let guess = sample_bracket.hi.log_price;
+            // Start 2 % below the sample's price: the first full pass then usually lands
+            // on the infeasible side, so the bracket gets a low end — and the passes
+            // after it the smaller active set — at once. (Measured: at 10 000 queries
+            // this saves a full pass; much further below costs an extra step.)
+            let guess = sample_bracket.hi.log_price - 0.02;
             if guess > lo && guess < hi {
                 return guess;
             }

@@ -650,9 +650,6 @@ impl Allocator {
         let candidates = if market.len() <= EdgeEffort::SMALL_BATCH {
             (0..market.len()).filter(|&i| !is_funded[i]).collect()
         } else {
-            // Already most solvent first; a larger batch tries only the first few.
-            let mut left_out = left_out;
-            left_out.truncate(EdgeEffort::for_batch(market.len()).tries);
             left_out
         };
         let mut plan = Plan {
@@ -735,7 +732,8 @@ impl Allocator {
     /// bracket, plus — most solvent first, while their bids fit in the budget — those
     /// that become funded only inside the bracket. Several queries can cross into
     /// solvency at one price (identical queries always do), and a price alone cannot
-    /// fund some of them and not others. Also returns the ones that did not fit.
+    /// fund some of them and not others. Also returns the ones that did not fit, in no
+    /// particular order.
     fn funded_set(
         &self,
         market: &Market,
@@ -747,15 +745,20 @@ impl Allocator {
         let Some(lo) = &cleared.lo_tokens else {
             return (funded, Vec::new());
         };
-        // Most solvent first: the highest abandonment price.
-        let mut jumpers: Vec<(f64, usize)> = (0..n)
-            .filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0)
-            .map(|i| (market.bidders[i].abandonment_price(), i))
-            .collect();
-        jumpers.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        // Only bids that fit the room can be funded; most solvent (highest abandonment
+        // price) first among those.
         let mut room = budget - cleared.hi.tokens;
         let mut left_out = Vec::new();
-        for (_, i) in jumpers {
+        let mut fitting = Vec::new();
+        for i in (0..n).filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0) {
+            if lo[i] <= room {
+                fitting.push((market.bidders[i].abandonment_price(), i));
+            } else {
+                left_out.push(i);
+            }
+        }
+        fitting.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, i) in fitting {
             if lo[i] <= room {
                 room -= lo[i];
                 funded.push(i);
@@ -789,9 +792,12 @@ impl Allocator {
             .iter()
             .copied()
             .filter(|&j| {
+                // Cheapest bound first: a query's utility never exceeds weight × ceiling.
+                let query = &queries[j];
                 let bidder = &market.bidders[j];
-                bidder.abandonment_price_within(budget) > 0.0
-                    && utility_at(&queries[j], bidder.cap().min(budget)) > negligible
+                query.weight * query.curve.ceiling() > negligible
+                    && utility_at(query, bidder.cap().min(budget)) > negligible
+                    && bidder.abandonment_price_within(budget) > 0.0
             })
             .collect();
         if useful.len() <= effort.exhaustive.max(effort.tries) {
