@@ -600,7 +600,9 @@ impl Allocator {
     ///
     /// # Errors
     /// [`Error::InvalidQuery`] naming the query and the field when a weight is NaN,
-    /// infinite or negative, or when weight × peak marginal utility overflows.
+    /// infinite or negative or so large that weighted utilities overflow (see
+    /// [`Query::validate`]), or when no query in the batch can pay more than 1e-280 per
+    /// token (scale the weights up; allocations do not depend on their scale).
     pub fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
         let market = Market::prepare(self, queries)?;
         if market.fundable_caps <= budget as u128 {
@@ -645,10 +647,10 @@ impl Allocator {
 
         // … and try funding more: the most promising queries left out, one at a time,
         // with the price re-cleared among all. Keep each that raises the batch's utility.
-        let mut is_funded = vec![false; market.len()];
-        funded.iter().for_each(|&i| is_funded[i] = true);
         let candidates = if market.len() <= EdgeEffort::SMALL_BATCH {
-            (0..market.len()).filter(|&i| !is_funded[i]).collect()
+            (0..market.len())
+                .filter(|i| funded.binary_search(i).is_err())
+                .collect()
         } else {
             left_out
         };
@@ -679,6 +681,7 @@ impl Allocator {
             (price, plan.marginal_price),
             passes,
         );
+        // Displaced queries hold no tokens, so `finish` marked them abandoned.
         for &k in &plan.displaced {
             result.queries[k].decision = Decision::Displaced;
         }
