@@ -532,25 +532,36 @@ impl Bidder {
             } else {
                 price < self.cap_marginal || self.cap_regime_until.is_finite()
             };
-            if affordable && self.cap_price > 0.0 {
-                Bid::AtCap(self.cap)
-            } else {
-                Bid::Out
-            }
+            self.at_cap_if(affordable)
         } else if price < self.scale * INV_E {
             let z = z_at();
+            let tokens = self.threshold + z / self.beta;
+            if tokens >= self.cap {
+                // The cap comes first after all: far past the inflection its marginal
+                // underflows to 0 (and so can z's argument), which hides the cap regime.
+                return self.at_cap_if(!rational || price < self.cap_price);
+            }
             let r = price / self.scale;
             // Surplus at b* is positive ⇔ e^z > 1 + (1 + βτ) z + z², and e^z = z/r.
             let t = self.beta * self.threshold;
             if !rational || z / r > 1.0 + (1.0 + t) * z + z * z {
                 Bid::Interior {
-                    tokens: self.threshold + z / self.beta,
+                    tokens,
                     z,
                     beta: self.beta,
                 }
             } else {
                 Bid::Out
             }
+        } else {
+            Bid::Out
+        }
+    }
+
+    /// The cap if it is affordable and buys anything, else nothing.
+    fn at_cap_if(&self, affordable: bool) -> Bid {
+        if affordable && self.cap_price > 0.0 {
+            Bid::AtCap(self.cap)
         } else {
             Bid::Out
         }
@@ -572,8 +583,12 @@ impl Bidder {
             Bid::AtCap(self.cap)
         } else if price < self.scale * INV_E {
             let z = surge_z(price / self.scale);
+            let tokens = self.threshold + z / self.beta;
+            if tokens >= self.cap {
+                return Bid::AtCap(self.cap);
+            }
             Bid::Interior {
-                tokens: self.threshold + z / self.beta,
+                tokens,
                 z,
                 beta: self.beta,
             }
@@ -793,6 +808,15 @@ mod tests {
             }
             let r = c.best_response(c.peak_marginal() / 2.0, 1.8e19).unwrap();
             assert!(r.is_finite());
+            // The best response is never worse than taking the cap (or nothing).
+            for price in [1e-300, c.peak_marginal() * 1e-6] {
+                let b = c.best_response(price, 900.0).unwrap();
+                let best_corner = c.surplus(900.0, price).max(0.0);
+                assert!(
+                    c.surplus(b, price) >= best_corner - 1e-12 * p,
+                    "τ {tau} w {w} p {p} price {price}: {b} tokens"
+                );
+            }
         }
     }
 

@@ -123,13 +123,13 @@ proptest! {
         }
     }
 
-    /// More budget does not lower the total utility on these random batches. The price
-    /// solution alone is monotone, but the leftover step's search is a heuristic and
-    /// is not guaranteed to be: rare counterexamples exist (see
-    /// `more_budget_loses_at_most_one_query` below), about one in several hundred
-    /// thousand random batches.
+    /// More budget never lowers the total utility by more than one query's worth. The
+    /// price solution alone is monotone, but the leftover step's search is a heuristic:
+    /// what is guaranteed is that each allocation is within one query's (weighted)
+    /// utility of the optimum (SPEC §4), and the optimum is monotone in the budget.
+    /// Rare batches do lose a little (see `more_budget_loses_at_most_one_query`).
     #[test]
-    fn more_budget_does_not_lower_utility(
+    fn more_budget_never_loses_more_than_one_query(
         queries in prop::collection::vec(plausible_query(), 1..15),
         budget in 0u64..20_000,
         extra in 1u64..5_000,
@@ -137,8 +137,12 @@ proptest! {
         let allocator = Allocator::builder().default_cap(5000).build().unwrap();
         let less = allocator.allocate(&queries, budget).unwrap();
         let more = allocator.allocate(&queries, budget + extra).unwrap();
+        let largest = queries
+            .iter()
+            .map(|q| q.weight * q.curve.ceiling())
+            .fold(0.0, f64::max);
         prop_assert!(
-            more.total_utility() >= less.total_utility() - 1e-9,
+            more.total_utility() >= less.total_utility() - largest,
             "budget {budget}: {} ; budget {}: {}",
             less.total_utility(), budget + extra, more.total_utility()
         );
@@ -194,9 +198,9 @@ proptest! {
 
 /// What the method guarantees whatever the batch: each allocation is within one query's
 /// utility of the optimum (SPEC §4), and the optimum is monotone in the budget, so more
-/// budget can lower the total by at most the largest ceiling. This batch is a known case
-/// where it does lower it (found by a 1 000 000-case run of the property above): the
-/// optimum at 1 386 tokens swaps the first query out for the other two.
+/// budget can lower the total by at most the largest ceiling. This batch was found by a
+/// 1 000 000-case run of a strict version of the property above (the optimum at 1 386
+/// tokens swaps the first query out for the other two).
 #[test]
 fn more_budget_loses_at_most_one_query() {
     let curves = [

@@ -51,6 +51,8 @@ pub(super) struct Market {
     shared_scale: Option<f64>,
     /// No query is funded at or above this price.
     pub top_price: f64,
+    /// The query that sets `top_price`.
+    top_query: usize,
     /// Σ caps of the queries that can use their cap: demand as λ → 0⁺.
     pub fundable_caps: u128,
 }
@@ -82,10 +84,24 @@ impl Market {
             bidders.push(bidder);
             caps.push(cap);
         }
-        if top_price > 0.0 && top_price < MIN_TOP_PRICE {
-            let query = &queries[top_query];
+        Ok(Market {
+            bidders,
+            caps,
+            rule: allocator.rule,
+            shared_scale: shape.filter(|_| shared).map(|(scale, _)| scale),
+            top_price,
+            top_query,
+            fundable_caps,
+        })
+    }
+
+    /// Prices below `e^LOG_PRICE_FLOOR` cannot be searched: a batch whose best token is
+    /// worth less than [`MIN_TOP_PRICE`] is an error — but only when a search is needed.
+    pub fn check_priceable(&self, queries: &[Query]) -> Result<()> {
+        if self.top_price > 0.0 && self.top_price < MIN_TOP_PRICE {
+            let query = &queries[self.top_query];
             return Err(Error::InvalidQuery {
-                index: top_query,
+                index: self.top_query,
                 id: query.id.clone(),
                 field: "weight",
                 value: query.weight,
@@ -94,14 +110,7 @@ impl Market {
                          allocation does not change)",
             });
         }
-        Ok(Market {
-            bidders,
-            caps,
-            rule: allocator.rule,
-            shared_scale: shape.filter(|_| shared).map(|(scale, _)| scale),
-            top_price,
-            fundable_caps,
-        })
+        Ok(())
     }
 
     fn sample(&self, stride: usize) -> Market {
@@ -116,6 +125,7 @@ impl Market {
             caps,
             rule: self.rule,
             shared_scale: self.shared_scale,
+            top_query: 0,
             fundable_caps: 0,
         }
     }
@@ -258,16 +268,18 @@ impl Bracket {
     }
 
     fn done(&self, budget: f64, tolerance: f64) -> bool {
-        // Demand at the floor is as high as f64 prices can make it: a bracket down there
-        // has nothing cheaper left to try.
-        if self.at_floor() {
-            return true;
-        }
         let close = self.hi.tokens >= budget * (1.0 - tolerance);
-        let narrow = self.lo_real
-            && (self.width() <= tolerance
-                || self.width() <= 1e-14 * (1.0 + self.hi.log_price.abs()));
-        close || narrow
+        close || self.narrow(tolerance)
+    }
+
+    /// Whether the bracket cannot usefully shrink further: narrower than `tolerance`
+    /// (or than adjacent floats allow), or with its feasible end at the floor price,
+    /// where demand is as high as f64 prices can make it.
+    fn narrow(&self, tolerance: f64) -> bool {
+        let width = self.width();
+        self.at_floor()
+            || (self.lo_real
+                && (width <= tolerance || width <= 1e-14 * (1.0 + self.hi.log_price.abs())))
     }
 
     /// The next log-price to evaluate, aiming at demand `target`.
@@ -505,10 +517,7 @@ impl Allocator {
             // Demand can still jump here — a forced edge query drops out above its
             // peak marginal — so a bracket this narrow means the budget falls in a
             // jump, and the caller hands the remainder to the edge query.
-            if budget - bracket.hi.tokens <= exact
-                || bracket.at_floor()
-                || (bracket.lo_real && bracket.width() <= self.tolerance)
-            {
+            if budget - bracket.hi.tokens <= exact || bracket.narrow(self.tolerance) {
                 break;
             }
             let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);

@@ -20,9 +20,9 @@
 //!    the budget unspent, because `D` jumps. The queries that become solvent together
 //!    inside the bracket are funded, most solvent first, while they fit; the price is
 //!    re-cleared among the funded queries alone (their marginal utility falls to the
-//!    *marginal price*); and a small search tries funding one more query (or, in small
-//!    batches, swapping one) with the price re-cleared among all, keeping a change only
-//!    if the batch's utility rises.
+//!    *marginal price*); and a small search adds queries one move at a time — one takes
+//!    what is left, or joins (in small batches also replaces the least solvent) with
+//!    the price re-cleared among all — keeping a move only if the batch's utility rises.
 //! 4. **Round** to whole tokens (multiples of the granularity), hand the rounding
 //!    remainder to the queries that lost the most to rounding, and check `Σ ≤ B` in
 //!    exact integer arithmetic.
@@ -194,9 +194,9 @@ pub enum Decision {
     Funded,
     /// Funded up to its cap.
     Capped,
-    /// Funded although insolvent at the price: the one query at the edge of solvency
-    /// that the leftover step added because the batch's utility is higher with it
-    /// (SPEC §4.2).
+    /// Funded although insolvent at the price: a query at the edge of solvency that
+    /// the leftover step added (with what was left, or by re-clearing the price)
+    /// because the batch's utility is higher with it (SPEC §4.2).
     Edge,
     /// No tokens although solvent at the price: the leftover step found the batch's
     /// utility higher with an edge query in its place.
@@ -411,7 +411,9 @@ pub trait AllocationPolicy {
     /// Splits `budget` tokens among `queries`.
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] for a query with an invalid field.
+    /// [`Error::InvalidQuery`] for a query with an invalid field;
+    /// [`Error::InvalidOption`] when the method cannot handle this batch and budget
+    /// with its options (e.g. the exact optimum's table would be too large).
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation>;
 }
 
@@ -461,17 +463,18 @@ impl AllocatorBuilder {
 
     /// Relative tolerance of the price search (in (0, 1)); default 1e-3. The search
     /// stops once the demand at the feasible end is within this share of the budget,
-    /// or the price is bracketed to within this relative width, or no more than one
-    /// query's abandonment separates the bracket's ends. The leftover step spends
-    /// what remains, so a looser tolerance costs nothing but which queries at the edge
-    /// of solvency are funded: the surplus they would have added at the marginal price
-    /// is at most this share of their utility.
+    /// or the price is bracketed to within this relative width. The leftover step
+    /// spends what remains, so a looser tolerance costs nothing but which queries at
+    /// the edge of solvency are funded: the surplus they would have added at the
+    /// marginal price is at most this share of their utility.
     pub fn tolerance(mut self, relative: f64) -> Self {
         self.tolerance = relative;
         self
     }
 
-    /// Upper bound on price-search steps (≥ 1); default 200. Whatever the bound, the
+    /// Upper bound on the steps of each price search (≥ 1); default 200. It bounds
+    /// every search separately — the sample's, the clearing one, and each re-clear of
+    /// the leftover step — not the passes of a whole call. Whatever the bound, the
     /// result is feasible.
     pub fn max_iterations(mut self, steps: usize) -> Self {
         self.max_iterations = steps;
@@ -612,6 +615,7 @@ impl Allocator {
             let grants = self.round(&market, &tokens, Some(budget));
             return Ok(self.finish(queries, &market, grants, &[], Some(budget), (0.0, 0.0), 1));
         }
+        market.check_priceable(queries)?;
         let budget_f = budget as f64;
         let cleared = self.clear(&market, budget_f);
         if cleared.hi.log_price <= market::LOG_PRICE_FLOOR + 1.0 {
@@ -646,7 +650,9 @@ impl Allocator {
         let grants = self.round(&market, &tokens, Some(budget));
 
         // … and try funding more: the most promising queries left out, one at a time,
-        // with the price re-cleared among all. Keep each that raises the batch's utility.
+        // with what is left or with the price re-cleared among all (the no-abandonment
+        // ablation keeps its pure rule and only hands out what is left). Keep each move
+        // that raises the batch's utility.
         let candidates = if market.len() <= EdgeEffort::SMALL_BATCH {
             (0..market.len())
                 .filter(|i| funded.binary_search(i).is_err())
@@ -661,17 +667,14 @@ impl Allocator {
             edges: Vec::new(),
             displaced: Vec::new(),
         };
-        // The no-abandonment ablation keeps its pure rule: nothing added, nothing swapped.
-        if self.rule == BidRule::Rational {
-            passes += self.add_edges(
-                queries,
-                &market,
-                &mut plan,
-                candidates,
-                budget,
-                cleared.hi.log_price,
-            );
-        }
+        passes += self.add_edges(
+            queries,
+            &market,
+            &mut plan,
+            candidates,
+            budget,
+            cleared.hi.log_price,
+        );
         let mut result = self.finish(
             queries,
             &market,
@@ -683,7 +686,9 @@ impl Allocator {
         );
         // Displaced queries hold no tokens, so `finish` marked them abandoned.
         for &k in &plan.displaced {
-            result.queries[k].decision = Decision::Displaced;
+            if result.queries[k].tokens == 0 {
+                result.queries[k].decision = Decision::Displaced;
+            }
         }
         Ok(result)
     }
@@ -859,10 +864,24 @@ impl Allocator {
         );
         first_moves.truncate(effort.branches);
         let mut best: Option<(f64, Plan)> = None;
+        // In a small batch every query out of the plan is a candidate again, including
+        // one a re-clear has squeezed out; a large batch keeps its short list.
+        let unfunded = |plan: &Plan| -> Vec<usize> {
+            if effort.exhaustive > 0 {
+                (0..market.len())
+                    .filter(|i| !plan.funded.contains(i))
+                    .collect()
+            } else {
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|i| !plan.funded.contains(i))
+                    .collect()
+            }
+        };
         for (_, mut branch) in first_moves {
-            let mut left: Vec<usize> = candidates.clone();
-            left.retain(|i| !branch.funded.contains(i));
             for _ in 1..effort.rounds {
+                let left = unfunded(&branch);
                 let moves = self.edge_moves(
                     effort,
                     queries,
@@ -876,7 +895,6 @@ impl Allocator {
                 let Some((_, next)) = moves.into_iter().next() else {
                     break;
                 };
-                left.retain(|i| !next.funded.contains(i));
                 branch = next;
             }
             let value = total_utility_of(queries, &branch.grants);
@@ -922,7 +940,31 @@ impl Allocator {
             plan.marginal_price,
             budget_f,
         );
+        let used: u128 = plan.grants.iter().map(|&t| t as u128).sum();
+        let rest = u64::try_from((budget as u128).saturating_sub(used)).unwrap_or(u64::MAX);
+        // Re-clearing with a new query is the rational rule's move; the no-abandonment
+        // ablation only hands out what is left.
+        let reclear_moves = self.rule == BidRule::Rational;
         for j in tries {
+            // The free move: j takes what the budget has left, nobody else changes.
+            let leftover_grant = self
+                .round_down_whole(rest)
+                .min(market.caps[j])
+                .saturating_add(plan.grants[j])
+                .min(market.caps[j]);
+            let gain =
+                utility_of(&queries[j], leftover_grant) - utility_of(&queries[j], plan.grants[j]);
+            if gain > 0.0 && leftover_grant as f64 > market.bidders[j].threshold() {
+                let mut next = plan.clone();
+                next.grants[j] = leftover_grant;
+                next.funded.push(j);
+                next.edges.push(j);
+                next.displaced.retain(|&i| i != j);
+                moves.push((gain, next));
+            }
+            if !reclear_moves {
+                continue;
+            }
             for dropped in [None].into_iter().chain(weakest.map(Some)) {
                 let mut set: Vec<usize> = plan
                     .funded
@@ -949,16 +991,21 @@ impl Allocator {
                     let mut next = Plan {
                         grants,
                         marginal_price: price,
-                        funded: set,
+                        funded: Vec::with_capacity(set.len()),
                         edges: plan.edges.clone(),
                         displaced: plan.displaced.clone(),
                     };
                     next.edges.push(j);
-                    if let Some(k) = dropped {
-                        if next.edges.contains(&k) {
-                            next.edges.retain(|&i| i != k);
-                        } else {
-                            next.displaced.push(k);
+                    next.displaced.retain(|&i| i != j);
+                    // The dropped query, and any the re-clear squeezed to nothing, leave
+                    // the plan (and may come back as candidates).
+                    for &i in set.iter().chain(&dropped) {
+                        if next.grants[i] > 0 {
+                            next.funded.push(i);
+                        } else if next.edges.contains(&i) {
+                            next.edges.retain(|&e| e != i);
+                        } else if !next.displaced.contains(&i) {
+                            next.displaced.push(i);
                         }
                     }
                     moves.push((gain, next));
