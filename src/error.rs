@@ -20,7 +20,7 @@ use std::fmt;
 #[non_exhaustive]
 pub enum Error {
     /// A parameter of a single curve (or a single call) is out of its domain.
-    #[error("{field} = {value} is invalid: {reason}")]
+    #[error("{field} = {} is invalid: {reason}", Num(*.value))]
     InvalidParameter {
         /// The parameter's name, e.g. `"width"`.
         field: &'static str,
@@ -31,7 +31,7 @@ pub enum Error {
     },
 
     /// A field of one query in a batch is out of its domain.
-    #[error("query {index}{}: {field} = {value} is invalid: {reason}", IdSuffix(.id))]
+    #[error("query {index}{}: {field} = {} is invalid: {reason}", IdSuffix(.id), Num(*.value))]
     InvalidQuery {
         /// Position of the query in the batch (0-based).
         index: usize,
@@ -46,7 +46,7 @@ pub enum Error {
     },
 
     /// An option of the allocator (or another configurable component) is invalid.
-    #[error("option {option} = {value} is invalid: {reason}")]
+    #[error("option {option} = {} is invalid: {reason}", Num(*.value))]
     InvalidOption {
         /// The option's name, e.g. `"granularity"`.
         option: &'static str,
@@ -111,6 +111,21 @@ impl Error {
     }
 }
 
+/// Formats a value as written for people: plain for everyday magnitudes, in exponent
+/// form for tiny or huge ones (Rust's `Display` would print 1e-300 with 300 digits).
+struct Num(f64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let magnitude = self.0.abs();
+        if magnitude != 0.0 && magnitude.is_finite() && !(1e-4..1e15).contains(&magnitude) {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 /// Formats ` (id "q1")` after a query index, or nothing.
 struct IdSuffix<'a>(&'a Option<String>);
 
@@ -162,6 +177,31 @@ mod tests {
             reason: "x",
         };
         assert_eq!(anonymous.to_string(), "query 0: cap = 0 is invalid: x");
+    }
+
+    #[test]
+    fn extreme_values_print_in_exponent_form() {
+        let tiny = Error::InvalidParameter {
+            field: "weight",
+            value: 1e-300,
+            reason: "x",
+        };
+        assert_eq!(tiny.to_string(), "weight = 1e-300 is invalid: x");
+        let huge = Error::InvalidOption {
+            option: "granularity",
+            value: 1.8446744073709552e19,
+            reason: "x",
+        };
+        assert_eq!(
+            huge.to_string(),
+            "option granularity = 1.8446744073709552e19 is invalid: x"
+        );
+        let plain = Error::InvalidParameter {
+            field: "width",
+            value: -2.5,
+            reason: "x",
+        };
+        assert_eq!(plain.to_string(), "width = -2.5 is invalid: x");
     }
 
     #[test]

@@ -216,7 +216,8 @@ impl ShiftedSurge {
         self.threshold + 2.0 * self.width()
     }
 
-    /// The phase of the curve at budget `b`.
+    /// The phase of the curve at budget `b` (a NaN budget compares as past every
+    /// boundary, so it reads as [`Phase::Ample`]).
     pub fn phase(&self, budget: f64) -> Phase {
         if budget <= self.threshold {
             Phase::Strict

@@ -301,8 +301,28 @@ impl<'de> Deserialize<'de> for ShiftedSurge {
             beta: c.beta,
             ..QuerySpec::default()
         };
+        // A bare curve belongs to no query: report its errors without a position.
         spec.to_query(0)
             .map(|q| q.curve)
+            .map_err(|e| match e {
+                Error::InvalidQuery {
+                    field,
+                    value,
+                    reason,
+                    ..
+                } => Error::InvalidParameter {
+                    field,
+                    value,
+                    reason,
+                },
+                Error::MissingField { field, reason, .. } => Error::MissingField {
+                    index: None,
+                    id: None,
+                    field,
+                    reason,
+                },
+                other => other,
+            })
             .map_err(serde::de::Error::custom)
     }
 }

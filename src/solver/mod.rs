@@ -802,10 +802,8 @@ impl Allocator {
             .filter(|&j| {
                 // Cheapest bound first: a query's utility never exceeds weight × ceiling.
                 let query = &queries[j];
-                let bidder = &market.bidders[j];
                 query.weight * query.curve.ceiling() > negligible
-                    && utility_at(query, bidder.cap().min(budget)) > negligible
-                    && bidder.abandonment_price_within(budget) > 0.0
+                    && utility_at(query, market.bidders[j].cap().min(budget)) > negligible
             })
             .collect();
         if useful.len() <= effort.exhaustive.max(effort.tries) {
@@ -925,12 +923,10 @@ impl Allocator {
         let weakest = plan
             .funded
             .iter()
-            .copied()
             .filter(|_| effort.swaps)
-            .min_by(|&a, &b| {
-                let (a, b) = (&market.bidders[a], &market.bidders[b]);
-                a.abandonment_price().total_cmp(&b.abandonment_price())
-            });
+            .map(|&i| (market.bidders[i].abandonment_price(), i))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, i)| i);
         let mut moves = Vec::new();
         let tries = self.edge_candidates(
             effort,
