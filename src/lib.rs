@@ -41,24 +41,18 @@
 //! - [`solver`]: the allocator (budget mode and price mode) and the
 //!   [`AllocationPolicy`] trait every method implements.
 //! - [`exact`]: the exact optimum by dynamic programming, the yardstick.
-//! - [`fit`]: curves from sampled rollouts or budget sweeps.
-//! - [`baselines`] and [`sim`]: the methods CLEAR is compared with, traffic streams and
-//!   their evaluation.
+//! - [`fit`] (feature `fit`): curves from sampled rollouts or budget sweeps.
 //! - [`online`]: admission control for a serving loop with a carried price.
-//! - [`wire`] (feature `serde`): the JSON contract of the example programs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod baselines;
 pub mod error;
 pub mod exact;
+#[cfg(feature = "fit")]
 pub mod fit;
 pub mod model;
 pub mod online;
-pub mod sim;
 pub mod solver;
-#[cfg(feature = "serde")]
-pub mod wire;
 
 pub use error::{Error, Result};
 pub use model::{Phase, ShiftedSurge};

@@ -22,6 +22,9 @@
 
 use crate::error::{Error, Result};
 
+#[cfg(feature = "serde")]
+mod serialize;
+
 /// `1/e`, the largest value of `z e^(−z)`.
 const INV_E: f64 = 1.0 / std::f64::consts::E;
 

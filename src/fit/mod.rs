@@ -154,12 +154,6 @@ impl FittedCurve {
     pub fn to_query(&self) -> Query {
         Query::new(self.curve).with_id(self.id.clone())
     }
-
-    /// The fitted curve in the JSON contract of `examples/allocate.rs`.
-    #[cfg(feature = "serde")]
-    pub fn to_spec(&self) -> crate::wire::QuerySpec {
-        crate::wire::QuerySpec::from(&self.to_query())
-    }
 }
 
 /// Options for fitting rollouts; build with [`RolloutFit::builder`].

@@ -3,10 +3,10 @@
 //! optimum as an upper bound on every method that allocates on its grid.
 
 use approx::assert_relative_eq;
-use clear_alloc::baselines::{
+use clear_alloc::{AllocationPolicy, Allocator, Query, ShiftedSurge};
+use clear_alloc_eval::baselines::{
     ExactOptimum, GreedyMarginal, NoAbandonment, Oracle, Proportional, Uniform,
 };
-use clear_alloc::{AllocationPolicy, Allocator, Query, ShiftedSurge};
 use proptest::prelude::*;
 
 /// A query around the Figure-1 fits of SPEC §2, with an optional cap of its own.

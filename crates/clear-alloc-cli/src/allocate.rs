@@ -1,15 +1,16 @@
-//! The allocator as a sidecar: JSON request on stdin, JSON response on stdout.
+//! `clear-alloc allocate`: the allocator as a sidecar, JSON request on stdin, JSON
+//! response on stdout.
 //!
 //! ```text
-//! cargo run --release --example allocate < request.json
-//! cargo run --release --example fit -- rollouts.csv | cargo run --release --example allocate -- --budget 20000
+//! clear-alloc allocate < request.json
+//! clear-alloc fit rollouts.csv | clear-alloc allocate --budget 20000
 //! ```
 //!
 //! Request: `{"budget": 120000, "default_cap": 8192, "granularity": 1, "queries": [{"id":
 //! "q1", "threshold": 250, "width": 200, "ceiling": 0.9, "cap": 4096, "weight": 1.0}, …]}`.
 //! A query may give `alpha` and `beta` instead of `width` and `ceiling`; `price` may be
 //! given instead of `budget`. `--budget N` or `--price X` on the command line complete
-//! (or override) the document, so the output of `examples/fit.rs` pipes straight in.
+//! (or override) the document, so the output of `clear-alloc fit` pipes straight in.
 //!
 //! Response: `{"price": …, "marginal_price": …, "total_tokens": …, "leftover": …,
 //! "expected_utility": …, "allocations": [{"id": "q1", "tokens": 812, "utility": 0.71,
@@ -18,23 +19,12 @@
 //! Bad input: exit status 1 and one line on stderr naming the query and the field.
 
 use std::io::Read;
-use std::process::ExitCode;
 
-use clear_alloc::wire::AllocationRequest;
+use clear_alloc_cli::wire::AllocationRequest;
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), String> {
+/// Runs the subcommand with the arguments after `allocate`.
+pub fn run(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     let mut request = read_request()?;
-    let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {

@@ -22,7 +22,7 @@
 //! S-curves it is a negative control.
 //!
 //! # The exact optimum
-//! [`ExactOptimum`] (re-exported from [`crate::exact`]) restricts grants to multiples of
+//! [`ExactOptimum`] (re-exported from [`clear_alloc::exact`]) restricts grants to multiples of
 //! a grid step δ and solves the knapsack exactly: `O(N·K·min(k, K))` time for
 //! `K = B/δ` cells and `k = cap/δ` steps per query, `O(N·K)` memory, and it refuses
 //! tables above [`ExactOptimum::MAX_TABLE`] entries. It is optimal among grid
@@ -31,7 +31,7 @@
 //! error `Σᵢ φᵢ,max · δ`.
 //!
 //! ```
-//! use clear_alloc::baselines::{GreedyMarginal, Proportional, Uniform};
+//! use clear_alloc_eval::baselines::{GreedyMarginal, Proportional, Uniform};
 //! use clear_alloc::{AllocationPolicy, Allocator, Query, ShiftedSurge};
 //!
 //! let easy = ShiftedSurge::new(151.0, 101.0, 0.9)?;
@@ -56,10 +56,10 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::error::{Error, Result};
-use crate::solver::{Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Query};
+use clear_alloc::{Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Query};
+use clear_alloc::{Error, Result};
 
-pub use crate::exact::ExactOptimum;
+pub use clear_alloc::exact::ExactOptimum;
 
 /// The cap and granularity every simple baseline shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Grid {
 /// a capped query does not use is not handed to the others.
 ///
 /// ```
-/// use clear_alloc::baselines::Uniform;
+/// use clear_alloc_eval::baselines::Uniform;
 /// use clear_alloc::{AllocationPolicy, Query, ShiftedSurge};
 ///
 /// let curve = ShiftedSurge::new(100.0, 50.0, 0.9)?;
@@ -182,7 +182,7 @@ impl AllocationPolicy for Uniform {
 /// nothing to be proportional to, and the budget is split uniformly.
 ///
 /// ```
-/// use clear_alloc::baselines::Proportional;
+/// use clear_alloc_eval::baselines::Proportional;
 /// use clear_alloc::{AllocationPolicy, Query, ShiftedSurge};
 ///
 /// let queries = [
@@ -291,7 +291,7 @@ fn trim_to_budget(mut grants: Vec<u64>, budget: u64) -> Vec<u64> {
 /// between it and CLEAR is what abandonment is worth.
 ///
 /// ```
-/// use clear_alloc::baselines::NoAbandonment;
+/// use clear_alloc_eval::baselines::NoAbandonment;
 /// use clear_alloc::{AllocationPolicy, Allocator, Query, ShiftedSurge};
 ///
 /// let easy = Query::new(ShiftedSurge::new(151.0, 101.0, 0.9)?);
@@ -353,7 +353,7 @@ impl AllocationPolicy for NoAbandonment {
 /// seconds or hours. Use a coarser step for large budgets.
 ///
 /// ```
-/// use clear_alloc::baselines::GreedyMarginal;
+/// use clear_alloc_eval::baselines::GreedyMarginal;
 /// use clear_alloc::{AllocationPolicy, Query, ShiftedSurge};
 ///
 /// // Two identical queries with a 100-token threshold and 200 tokens: greedy spreads
@@ -486,7 +486,7 @@ impl AllocationPolicy for GreedyMarginal {
 /// handed. It bounds what a better threshold predictor could buy (the paper's §7.3).
 ///
 /// ```
-/// use clear_alloc::baselines::Oracle;
+/// use clear_alloc_eval::baselines::Oracle;
 /// use clear_alloc::{AllocationPolicy, Allocator, Query, ShiftedSurge};
 ///
 /// let truth = [Query::new(ShiftedSurge::new(150.0, 100.0, 0.9)?)];
@@ -533,8 +533,8 @@ impl AllocationPolicy for Oracle<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ShiftedSurge;
     use approx::assert_relative_eq;
+    use clear_alloc::ShiftedSurge;
 
     fn query(tau: f64, width: f64, ceiling: f64) -> Query {
         Query::new(ShiftedSurge::new(tau, width, ceiling).unwrap())

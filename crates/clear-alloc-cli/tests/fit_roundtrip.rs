@@ -1,15 +1,14 @@
 //! Round trip: rollouts → fitted curves → the JSON contract → a valid allocation.
-#![cfg(feature = "serde")]
 
 use clear_alloc::fit::{read_rollouts_csv, read_rollouts_jsonl, EmpiricalCurve, RolloutFit};
-use clear_alloc::wire::{AllocationRequest, QuerySpec};
+use clear_alloc_cli::wire::{AllocationRequest, QuerySpec};
 
-const ROLLOUTS: &str = include_str!("../examples/data/rollouts.csv");
+const ROLLOUTS: &str = include_str!("../data/rollouts.csv");
 
 fn specs() -> Vec<QuerySpec> {
     let queries = read_rollouts_csv(ROLLOUTS.as_bytes()).unwrap();
     let fits = RolloutFit::default().fit_many(&queries).unwrap();
-    fits.iter().map(|f| f.to_spec()).collect()
+    fits.iter().map(QuerySpec::from).collect()
 }
 
 #[test]
@@ -19,7 +18,7 @@ fn fitted_curves_allocate_within_budget() {
     for budget in [500, 2_000, 20_000, 1_000_000] {
         let request = AllocationRequest {
             budget: Some(budget),
-            queries: fits.iter().map(|f| f.to_spec()).collect(),
+            queries: fits.iter().map(QuerySpec::from).collect(),
             ..Default::default()
         };
         let response = request.run().unwrap();

@@ -4,16 +4,16 @@
 //! cargo run --release --example quickstart
 //! ```
 //!
-//! The batch is the paper's Balanced stream (`clear_alloc::sim`): 500 queries drawn from
+//! The batch is the paper's Balanced stream (`clear_alloc_eval::sim`): 500 queries drawn from
 //! easy / medium / hard pools whose thresholds and widths spread around the Figure-1
 //! fits of SPEC §2 (GSM8K (151, 101), MATH500 (142, 218), AIME/AMC (304, 280) tokens),
 //! with ceilings that leave many hard problems unsolvable. For each budget per query it
 //! prints the expected accuracy of CLEAR and of uniform allocation (one global
 //! `max_tokens`), their ratio, the share of queries CLEAR abandons, and the price.
 
-use clear_alloc::baselines::Uniform;
-use clear_alloc::sim::{Mix, StreamConfig};
 use clear_alloc::{AllocationPolicy, Allocator};
+use clear_alloc_eval::baselines::Uniform;
+use clear_alloc_eval::sim::{Mix, StreamConfig};
 
 fn main() -> Result<(), clear_alloc::Error> {
     let stream = StreamConfig::new(Mix::Balanced)

@@ -1,9 +1,9 @@
 //! Acceptance tests on the simulated traffic streams (SPEC §6), through the public
 //! API.
 
-use clear_alloc::baselines::Uniform;
-use clear_alloc::sim::{evaluate, Evaluation, Method, Mix, Stream, StreamConfig, Sweep};
 use clear_alloc::{AllocationPolicy, Allocator};
+use clear_alloc_eval::baselines::Uniform;
+use clear_alloc_eval::sim::{evaluate, Evaluation, Method, Mix, Stream, StreamConfig, Sweep};
 use proptest::prelude::*;
 
 /// The budgets of the example's sweep.

@@ -1,13 +1,12 @@
-//! The JSON contract (feature `serde`): the request and response types of the
-//! allocator sidecar (`examples/allocate.rs`) and of the fitting program, and serde
-//! support for the curve.
+//! The JSON contract: the request and response types of `clear-alloc allocate` and
+//! the query list that `clear-alloc fit` prints.
 //!
 //! Every field of a [`QuerySpec`] is optional on the wire so that a missing or bad
 //! field is reported by [`QuerySpec::to_query`] with the query's position, id and the
 //! field's name, rather than by a generic deserialisation error.
 //!
 //! ```
-//! use clear_alloc::wire::{AllocationRequest, AllocationResponse};
+//! use clear_alloc_cli::wire::{AllocationRequest, AllocationResponse};
 //!
 //! let request: AllocationRequest = serde_json::from_str(r#"{
 //!     "budget": 1000,
@@ -24,9 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::model::ShiftedSurge;
-use crate::solver::{Allocation, Allocator, Decision, Query};
+use clear_alloc::fit::FittedCurve;
+use clear_alloc::{Allocation, Allocator, Decision, Error, Query, Result, ShiftedSurge};
 
 /// One query as the JSON contract spells it: a threshold plus either `width` and
 /// `ceiling` or `alpha` and `beta`, and optionally `cap`, `weight` and `id`.
@@ -107,26 +105,25 @@ impl QuerySpec {
             }
         }
         .map_err(|e| e.for_query(index, self.id.as_deref()))?;
-        Ok(Query {
-            curve,
-            cap: self.cap,
-            weight: self.weight.unwrap_or(1.0),
-            id: self.id.clone(),
-        })
+        let mut query = Query::new(curve).with_weight(self.weight.unwrap_or(1.0));
+        if let Some(cap) = self.cap {
+            query = query.with_cap(cap);
+        }
+        if let Some(id) = &self.id {
+            query = query.with_id(id.clone());
+        }
+        Ok(query)
     }
 }
 
-impl From<&Query> for QuerySpec {
-    fn from(query: &Query) -> Self {
+impl From<&FittedCurve> for QuerySpec {
+    fn from(fit: &FittedCurve) -> Self {
         QuerySpec {
-            id: query.id.clone(),
-            threshold: Some(query.curve.threshold()),
-            width: Some(query.curve.width()),
-            ceiling: Some(query.curve.ceiling()),
-            alpha: None,
-            beta: None,
-            cap: query.cap,
-            weight: (query.weight != 1.0).then_some(query.weight),
+            id: Some(fit.id.clone()),
+            threshold: Some(fit.curve.threshold()),
+            width: Some(fit.curve.width()),
+            ceiling: Some(fit.curve.ceiling()),
+            ..QuerySpec::default()
         }
     }
 }
@@ -257,95 +254,9 @@ impl AllocationResponse {
     }
 }
 
-/// Curves serialise as `{"threshold", "width", "ceiling"}` and deserialise from that or
-/// from `{"threshold", "alpha", "beta"}`, validated.
-impl Serialize for ShiftedSurge {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Curve {
-            threshold: f64,
-            width: f64,
-            ceiling: f64,
-        }
-        Curve {
-            threshold: self.threshold(),
-            width: self.width(),
-            ceiling: self.ceiling(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for ShiftedSurge {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Curve {
-            threshold: Option<f64>,
-            width: Option<f64>,
-            ceiling: Option<f64>,
-            alpha: Option<f64>,
-            beta: Option<f64>,
-        }
-        let c = Curve::deserialize(deserializer)?;
-        let spec = QuerySpec {
-            threshold: c.threshold,
-            width: c.width,
-            ceiling: c.ceiling,
-            alpha: c.alpha,
-            beta: c.beta,
-            ..QuerySpec::default()
-        };
-        // A bare curve belongs to no query: report its errors without a position.
-        spec.to_query(0)
-            .map(|q| q.curve)
-            .map_err(|e| match e {
-                Error::InvalidQuery {
-                    field,
-                    value,
-                    reason,
-                    ..
-                } => Error::InvalidParameter {
-                    field,
-                    value,
-                    reason,
-                },
-                Error::MissingField { field, reason, .. } => Error::MissingField {
-                    index: None,
-                    id: None,
-                    field,
-                    reason,
-                },
-                other => other,
-            })
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn curve_round_trips_through_json() {
-        let curve = ShiftedSurge::new(142.0, 218.0, 0.8).unwrap();
-        let json = serde_json::to_string(&curve).unwrap();
-        assert_eq!(json, r#"{"threshold":142.0,"width":218.0,"ceiling":0.8}"#);
-        let back: ShiftedSurge = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, curve);
-        let paper: ShiftedSurge =
-            serde_json::from_str(r#"{"threshold":200,"alpha":1.5,"beta":0.005}"#).unwrap();
-        approx::assert_relative_eq!(paper.ceiling(), 60_000.0, max_relative = 1e-12);
-        assert!(
-            serde_json::from_str::<ShiftedSurge>(r#"{"threshold":1,"width":-1,"ceiling":1}"#)
-                .is_err()
-        );
-    }
 
     #[test]
     fn spec_errors_name_query_and_field() {

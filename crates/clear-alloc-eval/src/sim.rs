@@ -19,8 +19,8 @@
 //! it know only the pool's.
 //!
 //! ```
-//! use clear_alloc::sim::{evaluate, Mix, StreamConfig};
-//! use clear_alloc::baselines::Uniform;
+//! use clear_alloc_eval::sim::{evaluate, Mix, StreamConfig};
+//! use clear_alloc_eval::baselines::Uniform;
 //! use clear_alloc::Allocator;
 //!
 //! let stream = StreamConfig::new(Mix::Balanced).queries(200).seed(7).generate()?;
@@ -38,9 +38,9 @@ use rand_distr::{Beta, Distribution, StandardNormal};
 use crate::baselines::{
     ExactOptimum, GreedyMarginal, NoAbandonment, Oracle, Proportional, Uniform,
 };
-use crate::error::{Error, Result};
-use crate::solver::{AllocationPolicy, Allocator, Query};
-use crate::ShiftedSurge;
+use clear_alloc::ShiftedSurge;
+use clear_alloc::{AllocationPolicy, Allocator, Query};
+use clear_alloc::{Error, Result};
 
 /// The difficulty class of a query: which pool it was drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -558,7 +558,7 @@ impl Method {
 /// A budget sweep: every method of a line-up at every budget, on one stream.
 ///
 /// ```
-/// use clear_alloc::sim::{Method, Mix, StreamConfig, Sweep};
+/// use clear_alloc_eval::sim::{Method, Mix, StreamConfig, Sweep};
 ///
 /// let stream = StreamConfig::new(Mix::UShaped).queries(50).generate()?;
 /// let sweep = Sweep::new(vec![100, 300])?.methods(&[Method::Uniform, Method::Clear]);

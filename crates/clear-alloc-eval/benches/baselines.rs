@@ -1,11 +1,11 @@
 //! Every method on one 500-query stream (Balanced, 300 tokens per query: scarce), and
 //! the exact DP at its largest practical sizes, one thread.
 
-use clear_alloc::baselines::{
+use clear_alloc::{AllocationPolicy, Allocator};
+use clear_alloc_eval::baselines::{
     ExactOptimum, GreedyMarginal, NoAbandonment, Oracle, Proportional, Uniform,
 };
-use clear_alloc::sim::{Mix, StreamConfig};
-use clear_alloc::{AllocationPolicy, Allocator};
+use clear_alloc_eval::sim::{Mix, StreamConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 

@@ -1,9 +1,8 @@
-//! Fits shifted-surge curves to sampled rollouts and prints them as the `queries`
-//! array of the JSON that `examples/allocate.rs` reads:
+//! `clear-alloc fit`: fits shifted-surge curves to sampled rollouts and prints them as
+//! the `queries` array of the JSON that `clear-alloc allocate` reads:
 //!
 //! ```text
-//! cargo run --release --example fit -- examples/data/rollouts.csv \
-//!     | cargo run --release --example allocate -- --budget 20000
+//! clear-alloc fit rollouts.csv | clear-alloc allocate --budget 20000
 //! ```
 //!
 //! Input: CSV with the header `query_id,tokens,correct,truncated`, or JSON lines with
@@ -13,23 +12,12 @@
 //! a width shared across the file), `--report` (a fit summary per query on stderr).
 
 use std::io::Read;
-use std::process::ExitCode;
 
 use clear_alloc::fit::{read_rollouts_csv, read_rollouts_jsonl, RolloutFit};
-use clear_alloc::wire::QuerySpec;
+use clear_alloc_cli::wire::QuerySpec;
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("fit: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
+/// Runs the subcommand with the arguments after `fit`.
+pub fn run(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     let mut path = None;
     let mut builder = RolloutFit::builder();
     let mut report = false;
@@ -44,7 +32,7 @@ fn run() -> Result<(), String> {
             "--min-correct" => builder = builder.min_correct(value("--min-correct")? as usize),
             "--report" => report = true,
             "-h" | "--help" => {
-                println!("usage: fit [--sampling-cap N] [--min-correct K] [--report] [FILE.csv|FILE.jsonl|-]");
+                println!("usage: clear-alloc fit [--sampling-cap N] [--min-correct K] [--report] [FILE.csv|FILE.jsonl|-]");
                 return Ok(());
             }
             _ if path.is_none() => path = Some(arg),
@@ -92,7 +80,7 @@ fn run() -> Result<(), String> {
         queries: Vec<QuerySpec>,
     }
     let output = Output {
-        queries: fits.iter().map(|f| f.to_spec()).collect(),
+        queries: fits.iter().map(QuerySpec::from).collect(),
     };
     let json = serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?;
     println!("{json}");

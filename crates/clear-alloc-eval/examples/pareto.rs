@@ -10,12 +10,12 @@
 //! tokens per query, one panel per stream, and the abandonment rate below), and prints
 //! three tables: CLEAR against uniform, CLEAR against the exact optimum (both on a
 //! 50-token grid), and CLEAR's accuracy as the threshold predictor gets noisier.
-//! `DIR` defaults to `docs`.
+//! `DIR` defaults to this crate's `figures` folder.
 
 use std::error::Error;
 use std::path::PathBuf;
 
-use clear_alloc::sim::{Evaluation, Method, Mix, Stream, StreamConfig, Sweep};
+use clear_alloc_eval::sim::{Evaluation, Method, Mix, Stream, StreamConfig, Sweep};
 use plotters::prelude::*;
 
 /// Budgets of the main sweep, tokens per query.
@@ -37,7 +37,7 @@ struct Options {
 
 fn options() -> Result<Options, Box<dyn Error>> {
     let mut options = Options {
-        out: PathBuf::from("docs"),
+        out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/figures")),
         pooled_shape: false,
     };
     let mut args = std::env::args().skip(1);
