@@ -2,8 +2,10 @@
 //!
 //! The evaluation of [`clear_alloc`], kept out of the published library: the
 //! allocation methods CLEAR is compared with ([`baselines`]), the paper's traffic
-//! streams and their evaluation ([`sim`]), and the programs that print and plot the
-//! results (`examples/quickstart.rs`, `examples/pareto.rs`, `examples/server_sim.rs`).
+//! streams and their evaluation ([`sim`]), the paper's reported accuracy levels
+//! ([`paper`]) and the calibration of the streams to them ([`calibrate`]), and the
+//! programs that print and plot the results (`examples/quickstart.rs`,
+//! `examples/pareto.rs`, `examples/server_sim.rs`, `examples/paper_levels.rs`).
 //!
 //! It uses only the library's public API, so every figure it produces is one a user
 //! of the library could reproduce.
@@ -23,4 +25,6 @@
 #![deny(missing_docs)]
 
 pub mod baselines;
+pub mod calibrate;
+pub mod paper;
 pub mod sim;

@@ -158,8 +158,9 @@ impl Pool {
         Ok(())
     }
 
-    /// One query's true curve.
-    fn sample(&self, rng: &mut StdRng) -> Result<ShiftedSurge> {
+    /// One query's true curve, its ceiling multiplied by `ceiling_scale` after the draw
+    /// (so the scale changes no random draw).
+    fn sample(&self, rng: &mut StdRng, ceiling_scale: f64) -> Result<ShiftedSurge> {
         let z_tau: f64 = rng.sample(StandardNormal);
         let z_width: f64 = rng.sample(StandardNormal);
         let m = self.ceiling_mean;
@@ -173,7 +174,7 @@ impl Pool {
         ShiftedSurge::new(
             self.threshold * (self.threshold_spread * z_tau).exp(),
             self.width * (self.width_spread * z_width).exp(),
-            ceiling,
+            ceiling * ceiling_scale,
         )
     }
 }
@@ -240,12 +241,13 @@ pub struct StreamConfig {
     cap: u64,
     seed: u64,
     pools: [Pool; 3],
+    ceiling_scales: [f64; 3],
 }
 
 impl StreamConfig {
     /// The paper's setting for `mix`: 500 queries, exact thresholds (σ = 0), a cap of
     /// [`StreamConfig::DEFAULT_CAP`] tokens, seed 0, the pools [`Pool::EASY`],
-    /// [`Pool::MEDIUM`], [`Pool::HARD`].
+    /// [`Pool::MEDIUM`], [`Pool::HARD`], ceilings unscaled.
     pub fn new(mix: Mix) -> Self {
         StreamConfig {
             mix,
@@ -255,6 +257,7 @@ impl StreamConfig {
             cap: Self::DEFAULT_CAP,
             seed: 0,
             pools: [Pool::EASY, Pool::MEDIUM, Pool::HARD],
+            ceiling_scales: [1.0; 3],
         }
     }
 
@@ -300,6 +303,33 @@ impl StreamConfig {
         self
     }
 
+    /// Multiplies every query's ceiling (true and predicted) by `scale` (finite, ≥ 0);
+    /// default 1. Thresholds, widths and every random draw stay the same, so CLEAR's
+    /// grants do not change (all utilities scale alike, only the price does) and every
+    /// method's accuracy scales by `scale`. [`crate::calibrate`] finds the scale at
+    /// which uniform matches the paper's accuracy levels.
+    pub fn ceiling_scale(self, scale: f64) -> Self {
+        self.pool_ceiling_scales([scale; 3])
+    }
+
+    /// One ceiling scale per pool, easy, medium, hard (each finite, ≥ 0), as
+    /// [`StreamConfig::ceiling_scale`]. Unlike one scale for all, unequal scales change
+    /// the pools' relative worth and so CLEAR's grants.
+    pub fn pool_ceiling_scales(mut self, scales: [f64; 3]) -> Self {
+        self.ceiling_scales = scales;
+        self
+    }
+
+    /// The ceiling scales of the easy, medium and hard pools.
+    pub fn ceiling_scales(&self) -> [f64; 3] {
+        self.ceiling_scales
+    }
+
+    /// The traffic mix.
+    pub fn mix(&self) -> Mix {
+        self.mix
+    }
+
     /// Checks the options and draws the stream.
     ///
     /// # Errors
@@ -315,6 +345,17 @@ impl StreamConfig {
             });
         }
         self.pools.iter().try_for_each(Pool::validate)?;
+        if let Some(&scale) = self
+            .ceiling_scales
+            .iter()
+            .find(|s| !(s.is_finite() && **s >= 0.0))
+        {
+            return Err(Error::InvalidOption {
+                option: "ceiling_scale",
+                value: scale,
+                reason: "must be finite and >= 0",
+            });
+        }
 
         // Separate generators, so that σ changes the predictions and nothing else.
         let mut truth_rng = StdRng::seed_from_u64(self.seed);
@@ -332,11 +373,12 @@ impl StreamConfig {
         let mut predicted = Vec::with_capacity(self.queries);
         for (index, &difficulty) in difficulties.iter().enumerate() {
             let pool = &self.pools[difficulty as usize];
-            let curve = pool.sample(&mut truth_rng)?;
+            let scale = self.ceiling_scales[difficulty as usize];
+            let curve = pool.sample(&mut truth_rng, scale)?;
             let z: f64 = noise_rng.sample(StandardNormal);
             let guess = curve.threshold() * (self.threshold_noise * z).exp();
             let shape = if self.pooled_shape {
-                ShiftedSurge::new(0.0, pool.width, pool.ceiling_mean)?
+                ShiftedSurge::new(0.0, pool.width, pool.ceiling_mean * scale)?
             } else {
                 curve
             };
@@ -800,6 +842,18 @@ mod tests {
             "threshold_noise"
         );
         assert_eq!(name(base.clone().cap(0).generate()), "cap");
+        assert_eq!(
+            name(base.clone().ceiling_scale(f64::NAN).generate()),
+            "ceiling_scale"
+        );
+        assert_eq!(
+            name(
+                base.clone()
+                    .pool_ceiling_scales([1.0, -0.5, 1.0])
+                    .generate()
+            ),
+            "ceiling_scale"
+        );
         let bad = Pool {
             ceiling_mean: 1.0,
             ..Pool::HARD
@@ -818,6 +872,58 @@ mod tests {
         );
         assert!(Sweep::new(vec![]).is_err());
         assert!(Sweep::new(vec![1]).unwrap().granularity(0).is_err());
+    }
+
+    #[test]
+    fn ceiling_scales_move_only_their_pools_ceilings() {
+        let plain = StreamConfig::new(Mix::UShaped)
+            .queries(60)
+            .seed(5)
+            .generate()
+            .unwrap();
+        let scales = [0.5, 1.0, 0.25];
+        let scaled = StreamConfig::new(Mix::UShaped)
+            .queries(60)
+            .seed(5)
+            .pool_ceiling_scales(scales)
+            .generate()
+            .unwrap();
+        assert_eq!(scaled.difficulties(), plain.difficulties());
+        assert_eq!(scaled.outcome_draws(), plain.outcome_draws());
+        for ((s, p), d) in scaled
+            .truth()
+            .iter()
+            .zip(plain.truth())
+            .zip(plain.difficulties())
+        {
+            assert_eq!(s.curve.threshold(), p.curve.threshold());
+            assert_eq!(s.curve.width(), p.curve.width());
+            let want = p.curve.ceiling() * scales[*d as usize];
+            assert_relative_eq!(s.curve.ceiling(), want, max_relative = 1e-12);
+        }
+    }
+
+    #[test]
+    fn one_scale_leaves_clear_grants_and_scales_accuracy() {
+        let config = StreamConfig::new(Mix::Balanced).queries(120).seed(9);
+        let plain = config.clone().generate().unwrap();
+        let half = config.ceiling_scale(0.5).generate().unwrap();
+        let grants = |s: &Stream| {
+            Allocator::default()
+                .allocate(s.truth(), 300 * 120)
+                .unwrap()
+                .tokens()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(grants(&half), grants(&plain));
+        let a = evaluate(&Allocator::default(), &plain, 300).unwrap();
+        let b = evaluate(&Allocator::default(), &half, 300).unwrap();
+        assert_relative_eq!(
+            b.expected_accuracy,
+            0.5 * a.expected_accuracy,
+            max_relative = 1e-6
+        );
+        assert_eq!(b.abandonment_rate, a.abandonment_rate);
     }
 
     #[test]
