@@ -2,14 +2,9 @@
 //!
 //! Shadow-price allocation of a reasoning-token budget across the queries of an LLM
 //! inference server: CLEAR, from Wan et al., *The Shadow Price of Reasoning* (ICML
-//! 2026, arXiv 2606.03092).
-//!
-//! Each query's accuracy is a *shifted-surge* curve of its token budget
-//! ([`ShiftedSurge`]): zero up to an emergence threshold, then a surge, then
-//! diminishing returns. The [`Allocator`] finds one price per token at which the
-//! queries' demands fill the budget; each query takes the tokens whose marginal
-//! accuracy is worth the price, and queries that cannot pay their way get nothing
-//! (*rational abandonment*).
+//! 2026, arXiv 2606.03092). Give it each query's accuracy curve and a total budget; it
+//! returns every query's grant in whole tokens (its `max_new_tokens`), never more than
+//! the budget in total, and 0 for the queries that are not worth their tokens.
 //!
 //! ```
 //! use clear_alloc::{Allocator, Query, ShiftedSurge};
@@ -33,16 +28,96 @@
 //! # Ok::<(), clear_alloc::Error>(())
 //! ```
 //!
-//! ## Modules
+//! # The math in brief
 //!
-//! The dependency runs one way: [`model`] ← [`solver`] ← everything else.
+//! The mathematical contract is `docs/SPEC.md` in the repository; the sections below
+//! cite it.
 //!
-//! - [`model`]: the curve, its phases and its best response to a price.
-//! - [`solver`]: the allocator (budget mode and price mode) and the
-//!   [`AllocationPolicy`] trait every method implements.
-//! - [`exact`]: the exact optimum by dynamic programming, the yardstick.
-//! - [`fit`] (feature `fit`): curves from sampled rollouts or budget sweeps.
-//! - [`online`]: admission control for a serving loop with a carried price.
+//! **The shifted-surge curve** (SPEC §2). A query's accuracy with `b` reasoning tokens
+//! is zero up to an *emergence threshold* τ, then surges and saturates at a *ceiling*
+//! p: with `x = max(0, b − τ)` and the *surge width* `w = 1/β`,
+//!
+//! ```text
+//! U(b) = p · [1 − (1 + βx) · e^(−βx)]        marginal accuracy φ(b) = p·β² · x · e^(−βx)
+//! ```
+//!
+//! `U/p` is the distribution function of `τ + Gamma(2, β)`, the share of correct
+//! solutions that finish within `b` tokens. Returns increase up to the inflection
+//! `τ + w` and diminish after it, so the problem "maximise `Σ Uᵢ(bᵢ)` subject to
+//! `Σ bᵢ ≤ B`" is not concave.
+//!
+//! **The price** (SPEC §3). At a price λ per token every query maximises its surplus
+//! `U(b) − λb` under its cap. On the concave branch the stationary point has a closed
+//! form, `b*(λ) = τ − W₋₁(−λ/(pβ))/β`, with W₋₁ the lower real branch of Lambert W.
+//! The allocator finds the one price at which the queries' demands fill the budget
+//! (SPEC §4): total demand falls as the price rises, so the price is bracketed and
+//! narrowed. Whole-token rounding and a leftover step then spend what the price leaves
+//! over, and the total never exceeds the budget.
+//!
+//! **Abandonment** (SPEC §3). A query whose best surplus at the price is not positive
+//! gets 0 tokens: crossing its threshold costs more than the accuracy it buys. Each
+//! query has an abandonment price (its best accuracy per token, `max U(b)/b`) above
+//! which it is abandoned; the host answers it from a cheap path or rejects it.
+//!
+//! **Quality** (SPEC §4). The price solution is within one query's utility of the
+//! optimum of the non-concave problem (Shapley–Folkman); against the exact optimum of
+//! [`exact::ExactOptimum`] it is measured much closer (`docs/EVALUATION.md`).
+//!
+//! # API tour
+//!
+//! - [`ShiftedSurge`]: one query's curve, from `(threshold, width, ceiling)` with
+//!   [`ShiftedSurge::new`] or the paper's `(τ, α, β)`. It answers questions on its own:
+//!   utility, marginal utility, phase, inflection, best response to a price.
+//! - [`Query`]: a curve with an optional cap (`Query::new(curve).with_cap(4096)`),
+//!   weight (priority) and id.
+//! - [`Allocator`]: CLEAR. `Allocator::default()`, or configured once with the
+//!   validating builder, `Allocator::builder().default_cap(8192).build()?`, then
+//!   called at every scheduling step: `allocate(&queries, budget)`, or at a given
+//!   price.
+//! - [`Allocation`]: each query's grant, utility and decision, and
+//!   `total_tokens()`, `price()`, `mean_utility()`, `abandoned()`.
+//! - [`online::OnlineAllocator`]: admission control for a serving loop that sees
+//!   requests one at a time: `admit` grants at a carried price in O(1), `complete`
+//!   refunds unused tokens, `end_window` re-clears the price (see
+//!   `examples/online_server.rs`).
+//! - [`exact::ExactOptimum`]: the exact optimum by dynamic programming on a token
+//!   grid, the yardstick for small batches.
+//! - [`fit`] (feature `fit`): curves from what a server has: sampled rollouts of a
+//!   query (maximum likelihood, with censoring at the sampling cap), many queries with a
+//!   shared shape (the paper's model-intrinsic α, β), or accuracy measured at a few
+//!   budgets (SPEC §5).
+//!
+//! Bad input (NaN, infinities, out-of-range values) is an [`Error`] naming the query
+//! and the field, never a panic.
+//!
+//! ```
+//! use clear_alloc::{Allocator, Query, ShiftedSurge};
+//!
+//! let curve = ShiftedSurge::new(142.0, 218.0, 0.7)?;
+//! let queries = vec![Query::new(curve).with_cap(1024); 10];
+//! let allocator = Allocator::builder().default_cap(4096).build()?;
+//! // 1 024 tokens per query: every query reaches its cap, at price 0.
+//! let ample = allocator.allocate(&queries, 10 * 1024)?;
+//! assert_eq!(ample.total_tokens(), 10 * 1024);
+//! assert_eq!(ample.abandoned().count(), 0);
+//! // 50 tokens per query: below the threshold, so some queries must go without.
+//! let scarce = allocator.allocate(&queries, 10 * 50)?;
+//! assert!(scarce.total_tokens() <= 500);
+//! assert!(scarce.abandoned().count() > 0);
+//! # Ok::<(), clear_alloc::Error>(())
+//! ```
+//!
+//! # Crate features
+//!
+//! - `fit` (default): the [`fit`] module, fitting curves to rollouts and budget sweeps.
+//!   It pulls in `argmin` (Brent and Nelder–Mead) and `argmin-math`, its only users.
+//! - `serde` (default): `Serialize`/`Deserialize` for the curve (as
+//!   `{"threshold", "width", "ceiling"}`, or the paper's alpha/beta on input) and the
+//!   allocation results, and the rollout readers of `fit` (CSV, JSON lines; `csv`,
+//!   `serde_json`).
+//!
+//! A server that only allocates needs neither:
+//! `clear-alloc = { version = "0.1", default-features = false }`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
