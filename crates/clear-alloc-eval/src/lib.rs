@@ -21,6 +21,28 @@
 //! assert!(clear.expected_accuracy > uniform.expected_accuracy);
 //! # Ok::<(), clear_alloc::Error>(())
 //! ```
+//!
+//! Every method implements the core's [`AllocationPolicy`](clear_alloc::AllocationPolicy)
+//! and returns the same `Allocation`, so a line-up can be compared on any curves:
+//!
+//! ```
+//! use clear_alloc::{AllocationPolicy, Allocator};
+//! use clear_alloc_eval::baselines::{Proportional, Uniform};
+//! use clear_alloc_eval::sim::{Mix, StreamConfig};
+//!
+//! let stream = StreamConfig::new(Mix::Balanced).queries(200).seed(7).generate()?;
+//! let queries = stream.truth();
+//! let policies: [&dyn AllocationPolicy; 3] =
+//!     [&Uniform::default(), &Proportional::default(), &Allocator::default()];
+//! for policy in policies {
+//!     let allocation = policy.allocate(queries, 200 * queries.len() as u64)?;
+//!     println!("{}: {:.3}", policy.name(), allocation.mean_utility());
+//! }
+//! # Ok::<(), clear_alloc::Error>(())
+//! ```
+//!
+//! The measured results, with the commands that reproduce them, are in the
+//! repository's `docs/EVALUATION.md`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
