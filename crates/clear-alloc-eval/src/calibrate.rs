@@ -197,9 +197,9 @@ fn nnls_pools(rows: &[([f64; 3], f64)]) -> [f64; 3] {
             best_sse = value;
         }
     }
-    for k in 0..3 {
+    for (k, scale) in best.iter_mut().enumerate() {
         if !informative.contains(&k) {
-            best[k] = 1.0;
+            *scale = 1.0;
         }
     }
     best
@@ -229,11 +229,12 @@ fn normal_equations(rows: &[([f64; 3], f64)], free: &[usize]) -> Option<Vec<f64>
             return None;
         }
         a.swap(col, pivot);
-        for row in 0..m {
+        let pivot_row = a[col].clone();
+        for (row, values) in a.iter_mut().enumerate() {
             if row != col {
-                let factor = a[row][col] / a[col][col];
-                for c in col..=m {
-                    a[row][c] -= factor * a[col][c];
+                let factor = values[col] / pivot_row[col];
+                for (v, p) in values[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *v -= factor * p;
                 }
             }
         }
