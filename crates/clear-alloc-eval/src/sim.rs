@@ -16,7 +16,9 @@
 //! 0.9, 0.7 and 0.35: hard problems are often unsolvable whatever the budget. By
 //! default the predictor knows each query's width and ceiling and only the threshold
 //! is noisy, so with σ = 0 CLEAR *is* the oracle; [`StreamConfig::pooled_shape`] makes
-//! it know only the pool's.
+//! it know only the pool's. The paper's streams saturate far lower than these
+//! ceilings; [`StreamConfig::ceiling_scale`] scales them, and [`crate::calibrate`]
+//! finds the scale at which uniform matches the paper's levels.
 //!
 //! ```
 //! use clear_alloc_eval::sim::{evaluate, Mix, StreamConfig};
