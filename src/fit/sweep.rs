@@ -55,32 +55,28 @@ pub struct SweepFit {
 pub fn fit_sweep(points: &[(f64, f64)], ceiling: SweepCeiling) -> Result<SweepFit> {
     for &(budget, accuracy) in points {
         if !(budget.is_finite() && budget >= 0.0) {
-            return Err(Error::InvalidParameter {
-                field: "budget",
-                value: budget,
-                reason: "must be finite and >= 0",
-            });
+            return Err(Error::invalid_parameter(
+                "budget",
+                budget,
+                "must be finite and >= 0",
+            ));
         }
         if !(0.0..=1.0).contains(&accuracy) {
-            return Err(Error::InvalidParameter {
-                field: "accuracy",
-                value: accuracy,
-                reason: "must be in [0, 1]",
-            });
+            return Err(Error::invalid_parameter(
+                "accuracy",
+                accuracy,
+                "must be in [0, 1]",
+            ));
         }
     }
     if let SweepCeiling::Fixed(p) = ceiling {
         if !(0.0..=1.0).contains(&p) {
-            return Err(Error::InvalidParameter {
-                field: "ceiling",
-                value: p,
-                reason: "must be in [0, 1]",
-            });
+            return Err(Error::invalid_parameter("ceiling", p, "must be in [0, 1]"));
         }
     }
     let insufficient = |reason: String| Error::InsufficientData {
-        query: "(budget sweep)".to_owned(),
-        reason,
+        query: None,
+        reason: format!("budget sweep: {reason}"),
     };
     let mut budgets: Vec<f64> = points.iter().map(|p| p.0).collect();
     budgets.sort_by(f64::total_cmp);

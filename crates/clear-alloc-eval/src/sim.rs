@@ -651,7 +651,12 @@ impl Sweep {
             Method::NoAbandonment => Box::new(NoAbandonment::new(clear())?),
             Method::Clear => Box::new(clear().build()?),
             Method::Oracle => Box::new(Oracle::new(clear().build()?, stream.truth())),
-            Method::Exact => Box::new(ExactOptimum::new(self.exact_grid)?.with_default_cap(cap)),
+            Method::Exact => Box::new(
+                ExactOptimum::builder()
+                    .grid(self.exact_grid)
+                    .default_cap(cap)
+                    .build()?,
+            ),
         })
     }
 

@@ -35,7 +35,13 @@ fn policies(g: u64) -> Vec<Box<dyn AllocationPolicy>> {
         Box::new(GreedyMarginal::new(g).unwrap().with_default_cap(2000)),
         Box::new(NoAbandonment::new(clear()).unwrap()),
         Box::new(clear().build().unwrap()),
-        Box::new(ExactOptimum::new(g).unwrap().with_default_cap(2000)),
+        Box::new(
+            ExactOptimum::builder()
+                .grid(g)
+                .default_cap(2000)
+                .build()
+                .unwrap(),
+        ),
     ]
 }
 
@@ -167,7 +173,9 @@ fn greedy_fails_where_thresholds_bind() {
         curve.utility(390.0),
         max_relative = 1e-12
     );
-    let optimum = ExactOptimum::new(10)
+    let optimum = ExactOptimum::builder()
+        .grid(10)
+        .build()
         .unwrap()
         .allocate(&queries, 4000)
         .unwrap();
