@@ -1,7 +1,7 @@
 //! The allocator through the public API: optimality conditions, edge cases and errors.
 
 use approx::assert_relative_eq;
-use clear_alloc::{Allocator, Decision, Error, Query, QueryRef, ShiftedSurge};
+use clear_alloc::{Allocation, Allocator, Decision, Error, Query, QueryRef, ShiftedSurge};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -420,4 +420,53 @@ fn weights_too_small_to_price_are_fine_when_no_price_is_needed() {
         .allocate_at_price(&queries, 0.0)
         .unwrap();
     assert!(at_zero.tokens().all(|t| t == 1000));
+}
+
+/// Issue 13, item 4: grants whose exact sum passes `u64::MAX` exceed any `u64` budget,
+/// though a saturating sum would compare as within a budget of `u64::MAX`.
+#[test]
+fn from_tokens_rejects_grants_whose_sum_overflows_u64() {
+    let q = Query::new(curve(1.0, 1.0, 1.0)).with_cap(u64::MAX);
+    let queries = [q.clone(), q];
+    let result =
+        Allocation::from_tokens(&queries, vec![u64::MAX, u64::MAX], u64::MAX, Some(u64::MAX));
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidParameter {
+                field: "tokens",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    // One grant of u64::MAX alone fits a budget of u64::MAX.
+    let one = Allocation::from_tokens(&queries[..1], vec![u64::MAX], u64::MAX, Some(u64::MAX));
+    assert_eq!(one.unwrap().total_tokens(), u64::MAX);
+}
+
+/// Issue 13, item 5: a budget that covers every cap grants every cap exactly, even
+/// above 2^53 where an f64 cannot hold it, and says so (capped, not funded).
+#[test]
+fn caps_above_2_pow_53_are_granted_exactly_and_capped() {
+    let cap = (1u64 << 53) + 1;
+    let queries = vec![Query::new(curve(100.0, 50.0, 0.9)).with_cap(cap); 2];
+    for budget in [2 * cap, u64::MAX] {
+        let a = Allocator::default().allocate(&queries, budget).unwrap();
+        for r in a.queries() {
+            assert_eq!(
+                (r.tokens, r.decision),
+                (cap, Decision::Capped),
+                "budget {budget}"
+            );
+        }
+        assert_eq!(a.total_tokens(), 2 * cap);
+    }
+    let at_zero = Allocator::default()
+        .allocate_at_price(&queries, 0.0)
+        .unwrap();
+    assert!(at_zero
+        .queries()
+        .iter()
+        .all(|r| (r.tokens, r.decision) == (cap, Decision::Capped)));
 }
