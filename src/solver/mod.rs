@@ -70,8 +70,8 @@ pub trait AllocationPolicy {
     /// Splits `budget` tokens among `queries`.
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] for a query with an invalid field;
-    /// [`Error::InvalidOption`] when the method cannot handle this batch and budget
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) for a query with an invalid field;
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) when the method cannot handle this batch and budget
     /// with its options (e.g. the exact optimum's table would be too large).
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation>;
 }
@@ -155,7 +155,7 @@ impl Allocator {
     /// threshold) at price 0.
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] naming a query and its weight when no query in the batch
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) naming a query and its weight when no query in the batch
     /// can pay more than 1e-280 per token (scale the weights up; allocations do not
     /// depend on their scale). Every other input is valid: a [`Query`] is checked
     /// when it is built.
@@ -226,8 +226,8 @@ impl Allocator {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] when the price is NaN, infinite or negative;
-    /// [`Error::InvalidQuery`] as for [`Allocator::allocate`].
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) when the price is NaN, infinite or negative;
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) as for [`Allocator::allocate`].
     pub fn allocate_at_price(&self, queries: &[Query], price: f64) -> Result<Allocation> {
         error::non_negative(Subject::Parameter, "price", price)?;
         let market = Market::prepare(self, queries);

@@ -154,8 +154,9 @@ mod tests {
         assert_eq!(one.round_down(7.9), 7);
         assert_eq!(one.round_down(f64::NAN), 0);
         assert_eq!(one.round_down(-3.0), 0);
-        let g = Allocator::builder().granularity(5).build().unwrap();
-        assert_eq!(g.round_down_whole(14), 10);
-        assert_eq!(g.round_down(1e30), u64::MAX - u64::MAX % 5);
+        let g = Allocator::builder().granularity(7).build().unwrap();
+        assert_eq!(g.round_down_whole(20), 14);
+        // Saturates at u64::MAX = 2^64 − 1 ≡ 1 (mod 7).
+        assert_eq!(g.round_down(1e30), u64::MAX - 1);
     }
 }
