@@ -460,3 +460,156 @@ impl Leftover<'_> {
         (best_price, best_tokens, passes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solver::search::Point;
+    use crate::ShiftedSurge;
+
+    fn queries(curves: &[(f64, f64, f64)], cap: u64) -> Vec<Query> {
+        curves
+            .iter()
+            .map(|&(t, w, p)| Query::new(ShiftedSurge::new(t, w, p).unwrap()).with_cap(cap))
+            .collect()
+    }
+
+    fn leftover<'a>(
+        allocator: &'a Allocator,
+        queries: &'a [Query],
+        market: &'a Market,
+        budget: u64,
+    ) -> Leftover<'a> {
+        Leftover {
+            allocator,
+            queries,
+            market,
+            budget,
+            start_log_price: (1e-3f64).ln(),
+            effort: EdgeEffort::for_batch(market.len()),
+        }
+    }
+
+    fn plan(grants: Vec<u64>, funded: Vec<usize>, marginal_price: f64) -> Plan {
+        Plan {
+            grants,
+            marginal_price,
+            funded,
+            edges: Vec::new(),
+            displaced: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn queries_solvent_inside_the_bracket_are_funded_most_solvent_first_while_they_fit() {
+        let allocator = Allocator::default();
+        // Same shape, different ceilings: query 2 is the most solvent, then 1, then 0.
+        let qs = queries(
+            &[(100.0, 50.0, 0.5), (100.0, 50.0, 0.7), (100.0, 50.0, 0.9)],
+            1000,
+        );
+        let market = Market::prepare(&allocator, &qs);
+        // Nobody is funded at the feasible end; everybody bids 300 at the other.
+        let cleared = Cleared {
+            hi: Point {
+                log_price: -5.0,
+                tokens: 0.0,
+                slope: 0.0,
+                funded: 0,
+            },
+            hi_tokens: vec![0.0; 3],
+            lo_tokens: Some(vec![300.0; 3]),
+            passes: 2,
+        };
+        let step = leftover(&allocator, &qs, &market, 700);
+        let (funded, left_out) = step.funded_set(&cleared);
+        assert_eq!(funded, [1, 2]);
+        assert_eq!(left_out, [0]);
+        // Without an evaluated low end, only the feasible end's queries are funded.
+        let bare = Cleared {
+            lo_tokens: None,
+            hi_tokens: vec![0.0, 250.0, 0.0],
+            ..cleared
+        };
+        assert_eq!(step.funded_set(&bare), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn the_rest_goes_to_the_edge_query_only_past_its_threshold() {
+        let allocator = Allocator::builder().granularity(10).build().unwrap();
+        let qs = queries(&[(100.0, 50.0, 0.9), (100.0, 50.0, 0.9)], 1000);
+        let market = Market::prepare(&allocator, &qs);
+        let mut grants = vec![300, 0];
+        leftover(&allocator, &qs, &market, 1205).give_rest(&mut grants, 1);
+        // 905 left, rounded down to the granularity, within the cap of 1000.
+        assert_eq!(grants, [300, 900]);
+        let mut grants = vec![300, 0];
+        leftover(&allocator, &qs, &market, 395).give_rest(&mut grants, 1);
+        // 90 tokens would not pass the threshold of 100: they buy nothing.
+        assert_eq!(grants, [300, 0]);
+    }
+
+    #[test]
+    fn the_free_move_hands_the_leftover_to_a_candidate() {
+        let allocator = Allocator::default();
+        let qs = queries(&[(100.0, 50.0, 0.9), (200.0, 80.0, 0.9)], 2000);
+        let market = Market::prepare(&allocator, &qs);
+        let step = leftover(&allocator, &qs, &market, 1000);
+        let start = plan(vec![400, 0], vec![0], 1e-3);
+        let mut passes = 0;
+        let moves = step.edge_moves(&start, &[1], &mut passes);
+        let (gain, best) = moves.first().expect("funding query 1 gains utility");
+        assert!(*gain > 0.0);
+        assert!(best.grants[1] > 200, "{:?}", best.grants);
+        assert!(best.edges.contains(&1) && best.funded.contains(&1));
+        assert!(best.grants.iter().sum::<u64>() <= 1000);
+        // Moves come best first.
+        assert!(moves.windows(2).all(|m| m[0].0 >= m[1].0));
+    }
+
+    #[test]
+    fn without_abandonment_only_the_free_move_is_tried() {
+        let allocator = Allocator::builder().abandonment(false).build().unwrap();
+        let qs = queries(&[(100.0, 50.0, 0.9), (200.0, 80.0, 0.9)], 2000);
+        let market = Market::prepare(&allocator, &qs);
+        let step = leftover(&allocator, &qs, &market, 1000);
+        let mut passes = 0;
+        let moves = step.edge_moves(&plan(vec![400, 0], vec![0], 1e-3), &[1], &mut passes);
+        // One free move, and no re-clear (no passes).
+        assert_eq!(moves.len(), 1);
+        assert_eq!(passes, 0);
+        assert_eq!(moves[0].1.grants, [400, 600]);
+    }
+
+    #[test]
+    fn spending_the_leftover_never_loses_utility_or_the_budget() {
+        let allocator = Allocator::default();
+        let qs = queries(
+            &[
+                (151.0, 101.0, 0.95),
+                (304.0, 280.0, 0.4),
+                (151.0, 101.0, 0.95),
+                (500.0, 200.0, 0.8),
+                (50.0, 30.0, 0.3),
+            ],
+            4000,
+        );
+        let market = Market::prepare(&allocator, &qs);
+        for budget in [300u64, 700, 1200, 2500] {
+            let cleared = allocator.clear(&market, budget as f64);
+            let at_price = allocator.round(&market, &cleared.hi_tokens, Some(budget));
+            let step = Leftover {
+                start_log_price: cleared.hi.log_price,
+                ..leftover(&allocator, &qs, &market, budget)
+            };
+            let Spent { plan, .. } = step.spend(&cleared);
+            assert!(plan.grants.iter().sum::<u64>() <= budget);
+            assert!(
+                total_utility_of(&qs, &plan.grants) >= total_utility_of(&qs, &at_price) - 1e-12,
+                "budget {budget}: {:?} vs {:?}",
+                plan.grants,
+                at_price
+            );
+        }
+    }
+}

@@ -309,3 +309,68 @@ impl Allocator {
         (hi - 1.0).max(0.5 * (lo + hi))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShiftedSurge;
+
+    fn query(t: f64, w: f64, p: f64, cap: u64) -> Query {
+        Query::new(ShiftedSurge::new(t, w, p).unwrap()).with_cap(cap)
+    }
+
+    #[test]
+    fn prepare_folds_caps_shapes_and_the_top_price() {
+        let allocator = Allocator::default();
+        // Same width and ceiling: one shared z(λ) per pass.
+        let same = [query(100.0, 50.0, 0.9, 1000), query(300.0, 50.0, 0.9, 1000)];
+        let market = Market::prepare(&allocator, &same);
+        assert!(market.shared_scale.is_some());
+        assert_eq!(market.fundable_caps, 2000);
+        // A cap at the threshold buys nothing: not fundable, so not in the floor demand.
+        let mixed = [query(100.0, 50.0, 0.9, 1000), query(300.0, 80.0, 0.9, 300)];
+        let market = Market::prepare(&allocator, &mixed);
+        assert!(market.shared_scale.is_none());
+        assert_eq!(market.fundable_caps, 1000);
+        assert_eq!(market.top_query, 0);
+        assert_eq!(market.top_price, market.bidders[0].max_price());
+    }
+
+    #[test]
+    fn a_pass_over_a_subset_leaves_the_others_alone() {
+        let allocator = Allocator::default();
+        let qs = [query(100.0, 50.0, 0.9, 1000), query(100.0, 50.0, 0.9, 1000)];
+        let market = Market::prepare(&allocator, &qs);
+        let mut all = vec![0.0; 2];
+        let full = market.demand(f64::NEG_INFINITY, &mut all);
+        assert_eq!((full.tokens, full.funded), (2000.0, 2));
+        let mut some = vec![-1.0; 2];
+        let one = market.demand_of((1e-4f64).ln(), [1].into_iter(), &mut some, true);
+        assert_eq!(one.funded, 1);
+        assert_eq!(some[0], -1.0);
+        assert!(some[1] > 100.0 && one.slope < 0.0);
+    }
+
+    #[test]
+    fn a_batch_too_cheap_to_price_names_its_best_query() {
+        let allocator = Allocator::default();
+        let curve = ShiftedSurge::new(100.0, 50.0, 0.9).unwrap();
+        let qs: Vec<Query> = (0..3)
+            .map(|i| {
+                Query::new(curve)
+                    .with_weight(1e-300 * (i + 1) as f64)
+                    .unwrap()
+                    .with_id(format!("q{i}"))
+            })
+            .collect();
+        let err = Market::prepare(&allocator, &qs)
+            .check_priceable(&qs)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "query 2 (id \"q2\"): weight = 3e-300 is invalid: is too small to price"
+            ),
+            "{err}"
+        );
+    }
+}
