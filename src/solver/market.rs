@@ -5,7 +5,7 @@
 //! the searches are built to need few of them.
 
 use super::bid::{Bid, BidRule, Bidder};
-use super::search::{Bracket, Demand, Point, Search};
+use super::search::{Bracket, Demand, Point, Search, Stop};
 use super::{Allocator, Query};
 use crate::error::{Error, QueryRef, Result};
 use crate::model::surge_z;
@@ -258,6 +258,7 @@ impl Allocator {
         let search = Search {
             tolerance: self.tolerance,
             max_iterations: self.max_iterations,
+            stop: Stop::Close,
         };
         let passes = search.run(&mut demand, &mut bracket, start, budget, target);
         Cleared {
@@ -284,6 +285,7 @@ impl Allocator {
             let search = Search {
                 tolerance: self.tolerance.max(1e-3),
                 max_iterations: self.max_iterations,
+                stop: Stop::Close,
             };
             let mut demand = SampleDemand {
                 market: &sample,
