@@ -41,7 +41,7 @@ pub use io::{read_rollouts_csv, read_rollouts_jsonl};
 pub use shared::{SharedCeiling, SharedFit, SharedShape};
 pub use sweep::{fit_sweep, SweepCeiling, SweepFit};
 
-use crate::error::{Error, QueryRef, Result};
+use crate::error::{ensure, Error, QueryRef, Result, Subject};
 use crate::model::ShiftedSurge;
 use crate::solver::Query;
 use likelihood::Sample;
@@ -213,20 +213,22 @@ impl RolloutFitBuilder {
     /// [`Error::InvalidOption`] for a sampling cap of 0 or `min_correct < 2`.
     pub fn build(self) -> Result<RolloutFit> {
         let o = self.options;
-        if o.sampling_cap == Some(0) {
-            return Err(Error::invalid_option(
+        if let Some(cap) = o.sampling_cap {
+            ensure(
+                cap >= 1,
+                Subject::Option,
                 "sampling_cap",
-                0u64,
+                cap,
                 "must be >= 1 token",
-            ));
+            )?;
         }
-        if o.min_correct < 2 {
-            return Err(Error::invalid_option(
-                "min_correct",
-                o.min_correct,
-                "must be >= 2: one length cannot pin a width",
-            ));
-        }
+        ensure(
+            o.min_correct >= 2,
+            Subject::Option,
+            "min_correct",
+            o.min_correct,
+            "must be >= 2: one length cannot pin a width",
+        )?;
         Ok(o)
     }
 }

@@ -7,7 +7,7 @@
 //! Nelder–Mead polishes it.
 
 use super::optimise;
-use crate::error::{Error, Result};
+use crate::error::{ensure, non_negative, Error, Result, Subject};
 use crate::model::{surge_cdf, ShiftedSurge};
 
 /// What the measured values are relative to the ceiling.
@@ -54,25 +54,23 @@ pub struct SweepFit {
 /// positive accuracy (then the threshold is only bounded below).
 pub fn fit_sweep(points: &[(f64, f64)], ceiling: SweepCeiling) -> Result<SweepFit> {
     for &(budget, accuracy) in points {
-        if !(budget.is_finite() && budget >= 0.0) {
-            return Err(Error::invalid_parameter(
-                "budget",
-                budget,
-                "must be finite and >= 0",
-            ));
-        }
-        if !(0.0..=1.0).contains(&accuracy) {
-            return Err(Error::invalid_parameter(
-                "accuracy",
-                accuracy,
-                "must be in [0, 1]",
-            ));
-        }
+        non_negative(Subject::Parameter, "budget", budget)?;
+        ensure(
+            (0.0..=1.0).contains(&accuracy),
+            Subject::Parameter,
+            "accuracy",
+            accuracy,
+            "must be in [0, 1]",
+        )?;
     }
     if let SweepCeiling::Fixed(p) = ceiling {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(Error::invalid_parameter("ceiling", p, "must be in [0, 1]"));
-        }
+        ensure(
+            (0.0..=1.0).contains(&p),
+            Subject::Parameter,
+            "ceiling",
+            p,
+            "must be in [0, 1]",
+        )?;
     }
     let insufficient = |reason: String| Error::InsufficientData {
         query: None,

@@ -383,12 +383,7 @@ impl Leftover<'_> {
         }
         let demand = |log_price: f64, tokens: &mut [f64]| {
             let price = log_price.exp();
-            let mut point = Point {
-                log_price,
-                tokens: 0.0,
-                slope: 0.0,
-                funded: funded.len(),
-            };
+            let mut point = Point::empty(log_price, funded.len());
             for (&i, slot) in funded.iter().zip(tokens.iter_mut()) {
                 let bid = bidders[i].bid_funded(price);
                 *slot = bid.tokens();
@@ -413,12 +408,7 @@ impl Leftover<'_> {
         let mut point = match known {
             Some(known) => {
                 let price = start_log_price.exp();
-                let mut point = Point {
-                    log_price: start_log_price,
-                    tokens: 0.0,
-                    slope: 0.0,
-                    funded: funded.len(),
-                };
+                let mut point = Point::empty(start_log_price, funded.len());
                 for (&i, slot) in funded.iter().zip(current.iter_mut()) {
                     let bid = if known[i] > 0.0 {
                         bidders[i].funded_bid_at(known[i])

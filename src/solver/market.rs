@@ -128,12 +128,7 @@ impl Market {
         with_slope: bool,
     ) -> Point {
         let price = log_price.exp();
-        let mut total = Point {
-            log_price,
-            tokens: 0.0,
-            slope: 0.0,
-            funded: 0,
-        };
+        let mut total = Point::empty(log_price, 0);
         let rule = self.rule;
         let mut tally = |i: usize, bid: Bid| {
             tokens[i] = bid.tokens();

@@ -29,6 +29,16 @@ pub(crate) struct Point {
 }
 
 impl Point {
+    /// Nothing demanded yet at `e^log_price`, by `funded` queries: the start of a tally.
+    pub fn empty(log_price: f64, funded: usize) -> Self {
+        Point {
+            log_price,
+            tokens: 0.0,
+            slope: 0.0,
+            funded,
+        }
+    }
+
     pub fn price(&self) -> f64 {
         self.log_price.exp()
     }
@@ -54,12 +64,7 @@ pub(crate) struct WeightedSample<'a>(pub &'a [(Bidder, f64)]);
 impl Demand for WeightedSample<'_> {
     fn at(&mut self, log_price: f64, _with_slope: bool) -> Point {
         let price = log_price.exp();
-        let mut point = Point {
-            log_price,
-            tokens: 0.0,
-            slope: 0.0,
-            funded: 0,
-        };
+        let mut point = Point::empty(log_price, 0);
         for (bidder, weight) in self.0 {
             let bid = bidder.bid(price);
             let tokens = bid.tokens();
