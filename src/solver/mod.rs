@@ -308,3 +308,68 @@ pub(super) fn total_utility_of(queries: &[Query], grants: &[u64]) -> f64 {
         .map(|(q, &t)| utility_of(q, t))
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShiftedSurge;
+
+    fn queries(caps: &[u64]) -> Vec<Query> {
+        let curve = ShiftedSurge::new(100.0, 50.0, 0.9).unwrap();
+        caps.iter()
+            .map(|&c| Query::new(curve).with_cap(c))
+            .collect()
+    }
+
+    #[test]
+    fn finish_names_each_decision() {
+        let allocator = Allocator::default();
+        let qs = queries(&[500, 500, 500, 500]);
+        let market = Market::prepare(&allocator, &qs);
+        let outcome = Outcome {
+            grants: vec![0, 300, 500, 200],
+            edges: vec![3],
+            budget: Some(1000),
+            prices: (2e-3, 1e-3),
+            passes: 7,
+        };
+        let a = allocator.finish(&qs, &market, outcome);
+        let decisions: Vec<Decision> = a.queries().iter().map(|q| q.decision).collect();
+        assert_eq!(
+            decisions,
+            [
+                Decision::Abandoned,
+                Decision::Funded,
+                Decision::Capped,
+                Decision::Edge
+            ]
+        );
+        assert_eq!((a.price(), a.marginal_price()), (Some(2e-3), Some(1e-3)));
+        assert_eq!((a.total_tokens(), a.leftover(), a.passes()), (1000, 0, 7));
+        assert_eq!(a.queries()[1].utility, qs[1].utility(300.0));
+    }
+
+    #[test]
+    fn a_budget_over_every_cap_is_one_pass_at_price_zero() {
+        let qs = queries(&[500, 700, 50]);
+        let a = Allocator::default().allocate(&qs, 10_000).unwrap();
+        // The cap of 50 cannot reach the threshold of 100: it buys nothing.
+        assert_eq!(a.tokens().collect::<Vec<_>>(), [500, 700, 0]);
+        assert_eq!((a.price(), a.passes()), (Some(0.0), 1));
+        assert_eq!(a.queries()[2].decision, Decision::Abandoned);
+    }
+
+    #[test]
+    fn price_mode_checks_the_price_and_grants_best_responses() {
+        let qs = queries(&[4000]);
+        let allocator = Allocator::default();
+        for bad in [f64::NAN, -1.0, f64::INFINITY] {
+            let err = allocator.allocate_at_price(&qs, bad).unwrap_err();
+            assert!(err.to_string().starts_with("price = "), "{err}");
+        }
+        let a = allocator.allocate_at_price(&qs, 1e-3).unwrap();
+        let best = qs[0].curve().best_response(1e-3, 4000.0).unwrap();
+        assert_eq!(a.queries()[0].tokens, best as u64);
+        assert_eq!(a.budget(), None);
+    }
+}
