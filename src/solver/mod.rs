@@ -4,26 +4,27 @@
 //!
 //! # Algorithm
 //!
-//! 1. **Prepare** (one pass): validate each query and fold its weight and cap into the
-//!    constants of its best response, so that a bid at a price costs at most one W₋₁
-//!    evaluation and the rational-abandonment test costs a few flops.
+//! 1. **Prepare** (one pass, `market`; bids in `bid`): fold each query's weight and
+//!    cap into the constants of its best response, so that a bid at a price costs at
+//!    most one W₋₁ evaluation and the rational-abandonment test costs a few flops. (A
+//!    [`Query`] is valid once built, so nothing is checked here.)
 //! 2. **Clear** the market: total demand `D(λ)` is non-increasing in λ with jumps where
 //!    queries are abandoned. A bracket `D(lo) > B ≥ D(hi)` on `ln λ` is narrowed by the
 //!    secant through the two latest points — which sees the jumps, where Newton on the
 //!    smooth part would not — with Illinois false position and bisection as safeguards,
-//!    so it always terminates; until a low end is known the search steps down by
-//!    doubling strides. Large batches start from a solve on a strided sample, and once
+//!    so it always terminates (`search`, shared with the online re-clear); until a low
+//!    end is known the search steps down by doubling strides. Large batches start from a solve on a strided sample, and once
 //!    a low end is known only the queries funded there are visited. When all queries
 //!    share one shape (the paper's model-intrinsic α, β) W₋₁ is evaluated once per pass
 //!    instead of once per query.
-//! 3. **Spend the leftover** (SPEC §4.2): the feasible end of the bracket leaves part of
+//! 3. **Spend the leftover** (SPEC §4.2, `leftover`): the feasible end of the bracket leaves part of
 //!    the budget unspent, because `D` jumps. The queries that become solvent together
 //!    inside the bracket are funded, most solvent first, while they fit; the price is
 //!    re-cleared among the funded queries alone (their marginal utility falls to the
 //!    *marginal price*); and a small search adds queries one move at a time — one takes
 //!    what is left, or joins (in small batches also replaces the least solvent) with
 //!    the price re-cleared among all — keeping a move only if the batch's utility rises.
-//! 4. **Round** to whole tokens (multiples of the granularity), hand the rounding
+//! 4. **Round** (`rounding`) to whole tokens (multiples of the granularity), hand the rounding
 //!    remainder to the queries that lost the most to rounding, and check `Σ ≤ B` in
 //!    exact integer arithmetic.
 //!
@@ -70,9 +71,10 @@ pub trait AllocationPolicy {
     /// Splits `budget` tokens among `queries`.
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) for a query with an invalid field;
-    /// [`Error::InvalidOption`](crate::Error::InvalidOption) when the method cannot handle this batch and budget
-    /// with its options (e.g. the exact optimum's table would be too large).
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) for a query the method
+    /// cannot price; [`Error::InvalidOption`](crate::Error::InvalidOption) when the
+    /// method cannot handle this batch and budget with its options (e.g. the exact
+    /// optimum's table would be too large).
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation>;
 }
 
