@@ -12,7 +12,7 @@
 //! The grid optimum is a lower bound on the true optimum; the gap is the *grid error*,
 //! at most `Σ_i max φ_i · δ`.
 
-use crate::error::{Error, Result};
+use crate::error::{at_least_one, Error, Result, Subject};
 use crate::solver::{Allocation, AllocationPolicy, Query};
 
 /// Exact optimum by dynamic programming on a token grid.
@@ -24,7 +24,7 @@ use crate::solver::{Allocation, AllocationPolicy, Query};
 ///     .iter()
 ///     .map(|&(tau, w)| Query::new(ShiftedSurge::new(tau, w, 1.0).unwrap()).with_cap(2000))
 ///     .collect();
-/// let optimum = ExactOptimum::new(10)?.allocate(&queries, 1200)?;
+/// let optimum = ExactOptimum::builder().grid(10).build()?.allocate(&queries, 1200)?;
 /// let clear = Allocator::default().allocate(&queries, 1200)?;
 /// assert!(clear.total_utility() >= optimum.total_utility() - 1.0); // one ceiling
 /// # Ok::<(), clear_alloc::Error>(())
@@ -35,6 +35,50 @@ pub struct ExactOptimum {
     default_cap: u64,
 }
 
+/// Configures an [`ExactOptimum`]; every option has a default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExactOptimumBuilder {
+    grid: u64,
+    default_cap: u64,
+}
+
+impl Default for ExactOptimumBuilder {
+    fn default() -> Self {
+        ExactOptimumBuilder {
+            grid: 1,
+            default_cap: crate::Allocator::DEFAULT_CAP,
+        }
+    }
+}
+
+impl ExactOptimumBuilder {
+    /// Grants are multiples of this many tokens (≥ 1); default 1, exact on whole
+    /// tokens, which only small budgets afford (see [`ExactOptimum::MAX_TABLE`]).
+    pub fn grid(mut self, tokens: u64) -> Self {
+        self.grid = tokens;
+        self
+    }
+
+    /// Cap for queries without one of their own; default
+    /// [`Allocator::DEFAULT_CAP`](crate::Allocator::DEFAULT_CAP).
+    pub fn default_cap(mut self, tokens: u64) -> Self {
+        self.default_cap = tokens;
+        self
+    }
+
+    /// Checks the options and builds the solver.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when the grid is 0.
+    pub fn build(self) -> Result<ExactOptimum> {
+        at_least_one(Subject::Option, "grid", self.grid)?;
+        Ok(ExactOptimum {
+            grid: self.grid,
+            default_cap: self.default_cap,
+        })
+    }
+}
+
 impl ExactOptimum {
     /// Largest DP table (queries × cells) the solver accepts: bounds the memory.
     pub const MAX_TABLE: u64 = 50_000_000;
@@ -43,34 +87,19 @@ impl ExactOptimum {
     /// bounds the time, to a few tens of seconds on one core.
     pub const MAX_WORK: u64 = 20_000_000_000;
 
-    /// A solver on a grid of `grid` tokens, with the default cap of
-    /// [`crate::Allocator::DEFAULT_CAP`].
-    ///
-    /// # Errors
-    /// [`Error::InvalidOption`] when `grid` is 0.
-    pub fn new(grid: u64) -> Result<Self> {
-        if grid == 0 {
-            return Err(Error::InvalidOption {
-                option: "grid",
-                value: 0.0,
-                reason: "must be >= 1",
-            });
-        }
-        Ok(ExactOptimum {
-            grid,
-            default_cap: crate::Allocator::DEFAULT_CAP,
-        })
-    }
-
-    /// Cap for queries without one of their own.
-    pub fn with_default_cap(mut self, tokens: u64) -> Self {
-        self.default_cap = tokens;
-        self
+    /// A builder with the default options.
+    pub fn builder() -> ExactOptimumBuilder {
+        ExactOptimumBuilder::default()
     }
 
     /// The grid step in tokens.
     pub fn grid(&self) -> u64 {
         self.grid
+    }
+
+    /// Cap for queries without one of their own.
+    pub fn default_cap(&self) -> u64 {
+        self.default_cap
     }
 }
 
@@ -80,7 +109,7 @@ impl AllocationPolicy for ExactOptimum {
     }
 
     /// # Errors
-    /// [`Error::InvalidQuery`] for an invalid weight; [`Error::InvalidOption`] when the
+    /// [`Error::InvalidOption`] when the
     /// table would exceed [`ExactOptimum::MAX_TABLE`] entries or the work
     /// [`ExactOptimum::MAX_WORK`] steps.
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
@@ -90,7 +119,7 @@ impl AllocationPolicy for ExactOptimum {
         let cells = budget / self.grid;
         let steps: Vec<u64> = queries
             .iter()
-            .map(|q| (q.cap.unwrap_or(self.default_cap) / self.grid).min(cells))
+            .map(|q| (q.cap().unwrap_or(self.default_cap) / self.grid).min(cells))
             .collect();
         let table = (queries.len() as u64).saturating_mul(cells.saturating_add(1));
         // Work: every query tries every grant at every cell.
@@ -98,14 +127,11 @@ impl AllocationPolicy for ExactOptimum {
             .iter()
             .fold(0u64, |sum, &k| sum.saturating_add(k.saturating_mul(cells)));
         if table > Self::MAX_TABLE || work > Self::MAX_WORK {
-            return Err(Error::InvalidOption {
-                option: "grid",
-                value: self.grid as f64,
-                reason: "too fine for this budget and batch: the DP table or its work is too large",
-            });
-        }
-        for (index, q) in queries.iter().enumerate() {
-            q.validate(index)?;
+            return Err(Error::invalid_option(
+                "grid",
+                self.grid,
+                "too fine for this budget and batch: the DP table or its work is too large",
+            ));
         }
         let cells = cells as usize;
         // best[k]: the most utility the queries so far can get from at most k cells.
@@ -116,9 +142,7 @@ impl AllocationPolicy for ExactOptimum {
         for (i, q) in queries.iter().enumerate() {
             let most = steps[i] as usize;
             values.clear();
-            values.extend(
-                (0..=most).map(|m| q.weight * q.curve.utility((m as u64 * self.grid) as f64)),
-            );
+            values.extend((0..=most).map(|m| q.utility((m as u64 * self.grid) as f64)));
             let row = &mut choice[i * (cells + 1)..(i + 1) * (cells + 1)];
             for k in 0..=cells {
                 let (mut top, mut arg) = (best[k], 0);
@@ -158,7 +182,9 @@ mod tests {
             .map(|&(t, w, p)| Query::new(ShiftedSurge::new(t, w, p).unwrap()).with_cap(100))
             .collect();
         for budget in [0u64, 10, 40, 75, 130, 300] {
-            let dp = ExactOptimum::new(5)
+            let dp = ExactOptimum::builder()
+                .grid(5)
+                .build()
                 .unwrap()
                 .allocate(&queries, budget)
                 .unwrap();
@@ -167,9 +193,9 @@ mod tests {
                 for b in (0..=100).step_by(5) {
                     for c in (0..=100).step_by(5) {
                         if a + b + c <= budget {
-                            let u = queries[0].curve.utility(a as f64)
-                                + queries[1].curve.utility(b as f64)
-                                + queries[2].curve.utility(c as f64);
+                            let u = queries[0].curve().utility(a as f64)
+                                + queries[1].curve().utility(b as f64)
+                                + queries[2].curve().utility(c as f64);
                             brute = brute.max(u);
                         }
                     }
@@ -183,29 +209,40 @@ mod tests {
     #[test]
     fn refuses_unbounded_budgets_and_work() {
         let q = vec![Query::new(ShiftedSurge::new(1.0, 1.0, 1.0).unwrap()).with_cap(u64::MAX)];
-        let err = ExactOptimum::new(1)
+        let err = ExactOptimum::builder()
+            .grid(1)
+            .build()
             .unwrap()
             .allocate(&q, u64::MAX)
             .unwrap_err();
         assert!(matches!(err, Error::InvalidOption { option: "grid", .. }));
-        let none = ExactOptimum::new(1)
+        let none = ExactOptimum::builder()
+            .grid(1)
+            .build()
             .unwrap()
             .allocate(&[], u64::MAX)
             .unwrap();
         assert_eq!(none.total_tokens(), 0);
         // A small table but 8 · 200 000² steps: refused for time, not memory.
         let q = vec![Query::new(ShiftedSurge::new(1.0, 1.0, 1.0).unwrap()).with_cap(200_000); 8];
-        assert!(ExactOptimum::new(1).unwrap().allocate(&q, 200_000).is_err());
+        assert!(ExactOptimum::builder()
+            .build()
+            .unwrap()
+            .allocate(&q, 200_000)
+            .is_err());
     }
 
     #[test]
     fn refuses_oversized_tables() {
         let q = vec![Query::new(ShiftedSurge::new(1.0, 1.0, 1.0).unwrap()); 1000];
-        let err = ExactOptimum::new(1)
+        let err = ExactOptimum::builder()
+            .grid(1)
+            .build()
             .unwrap()
             .allocate(&q, 1_000_000)
             .unwrap_err();
         assert!(matches!(err, Error::InvalidOption { option: "grid", .. }));
-        assert!(ExactOptimum::new(0).is_err());
+        let err = ExactOptimum::builder().grid(0).build().unwrap_err();
+        assert_eq!(err.to_string(), "option grid = 0 is invalid: must be >= 1");
     }
 }

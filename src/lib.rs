@@ -121,7 +121,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod error;
+mod error;
 pub mod exact;
 #[cfg(feature = "fit")]
 pub mod fit;
@@ -129,7 +129,7 @@ pub mod model;
 pub mod online;
 pub mod solver;
 
-pub use error::{Error, Result};
+pub use error::{Error, QueryRef, Result, Value};
 pub use model::{Phase, ShiftedSurge};
 pub use solver::{
     Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Decision, Query, QueryAllocation,

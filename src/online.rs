@@ -84,7 +84,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::model::Bidder;
+use crate::solver::Bidder;
 use crate::solver::Query;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -308,11 +308,7 @@ impl OnlineAllocatorBuilder {
 }
 
 fn option(option: &'static str, value: f64, reason: &'static str) -> Error {
-    Error::InvalidOption {
-        option,
-        value,
-        reason,
-    }
+    Error::invalid_option(option, value, reason)
 }
 
 /// Packs a window epoch (its low 24 bits) and the remaining budget into one word.
@@ -571,12 +567,11 @@ impl OnlineAllocator {
     /// window has left. O(1): one or two W₋₁ evaluations and no allocation.
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] (index 0, the query's id, field `weight`) when the
-    /// weight is NaN, infinite or negative, or weight × peak marginal overflows.
+    /// None today: a [`Query`] is valid once built (its weight is checked by
+    /// [`Query::with_weight`]); the `Result` leaves room for checks to come.
     pub fn admit(&self, query: &Query) -> Result<Ticket> {
-        query.validate(0)?;
-        let cap = query.cap.unwrap_or(self.default_cap);
-        let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
+        let cap = query.cap().unwrap_or(self.default_cap);
+        let bidder = Bidder::new(query.curve(), query.weight(), cap as f64);
         let price = self.price();
         let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
 
@@ -590,7 +585,7 @@ impl OnlineAllocator {
                 wanted
             } else {
                 // Best response under the tighter cap "what the window has left".
-                let tight = Bidder::new(&query.curve, query.weight, remaining as f64);
+                let tight = Bidder::new(query.curve(), query.weight(), remaining as f64);
                 whole_tokens(tight.bid(price).tokens(), remaining)
             };
             if grant == 0 {
@@ -664,11 +659,11 @@ impl OnlineAllocator {
     ///   the grant; the request is still completed (with nothing to refund).
     pub fn complete(&self, ticket: Ticket, tokens_used: u64) -> Result<u64> {
         if ticket.allocator != self.id {
-            return Err(Error::InvalidParameter {
-                field: "ticket",
-                value: ticket.allocator as f64,
-                reason: "was issued by a different online allocator",
-            });
+            return Err(Error::invalid_parameter(
+                "ticket",
+                ticket.allocator,
+                "was issued by a different online allocator",
+            ));
         }
         let unused = ticket.tokens.saturating_sub(tokens_used);
         let mut credited = 0;
@@ -701,11 +696,11 @@ impl OnlineAllocator {
             }
         }
         if tokens_used > ticket.tokens {
-            return Err(Error::InvalidParameter {
-                field: "tokens_used",
-                value: tokens_used as f64,
-                reason: "exceeds the tokens the ticket granted",
-            });
+            return Err(Error::invalid_parameter(
+                "tokens_used",
+                tokens_used,
+                "exceeds the tokens the ticket granted",
+            ));
         }
         Ok(credited)
     }
@@ -918,7 +913,7 @@ mod tests {
         // The feasible end: the sample's demand at the price fits the budget.
         let demand: f64 = queries
             .iter()
-            .map(|q| q.curve.best_response(report.next_price, 4096.0).unwrap())
+            .map(|q| q.curve().best_response(report.next_price, 4096.0).unwrap())
             .sum();
         assert!(demand <= 30_000.0 + 1e-6);
     }

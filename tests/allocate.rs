@@ -1,7 +1,7 @@
 //! The allocator through the public API: optimality conditions, edge cases and errors.
 
 use approx::assert_relative_eq;
-use clear_alloc::{Allocator, Decision, Error, Query, ShiftedSurge};
+use clear_alloc::{Allocation, Allocator, Decision, Error, Query, QueryRef, ShiftedSurge};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -23,7 +23,7 @@ fn random_batch(rng: &mut StdRng, n: usize) -> Vec<Query> {
                 q = q.with_cap(rng.random_range(100..6000));
             }
             if rng.random_bool(0.3) {
-                q = q.with_weight(rng.random_range(0.1..3.0));
+                q = q.with_weight(rng.random_range(0.1..3.0)).unwrap();
             }
             q
         })
@@ -34,7 +34,7 @@ fn random_batch(rng: &mut StdRng, n: usize) -> Vec<Query> {
 /// check of the closed-form best response.
 fn grid_best_surplus(query: &Query, cap: u64, price: f64) -> f64 {
     (0..=cap)
-        .map(|b| query.weight * query.curve.utility(b as f64) - price * b as f64)
+        .map(|b| query.weight() * query.curve().utility(b as f64) - price * b as f64)
         .fold(0.0, f64::max)
 }
 
@@ -66,8 +66,8 @@ fn kkt_conditions_hold_at_the_reported_prices() {
                         // φ is decreasing on the concave branch; the continuous optimum
                         // lies within one granule of the grant.
                         let b = r.tokens as f64;
-                        let lower = q.weight * q.curve.marginal(b + g);
-                        let upper = q.weight * q.curve.marginal((b - g).max(0.0));
+                        let lower = q.weight() * q.curve().marginal(b + g);
+                        let upper = q.weight() * q.curve().marginal((b - g).max(0.0));
                         assert!(
                             lower <= marginal * (1.0 + 1e-9) && marginal <= upper * (1.0 + 1e-9),
                             "funded query: w·φ(b±g) = [{lower}, {upper}] does not bracket {marginal}"
@@ -76,7 +76,7 @@ fn kkt_conditions_hold_at_the_reported_prices() {
                     Decision::Abandoned if price > 0.0 => {
                         let best = grid_best_surplus(q, cap, price);
                         assert!(
-                            best <= 1e-9 * q.weight * q.curve.ceiling(),
+                            best <= 1e-9 * q.weight() * q.curve().ceiling(),
                             "abandoned query has surplus {best} at price {price}"
                         );
                     }
@@ -165,27 +165,23 @@ fn extreme_parameters_give_a_result_or_an_error() {
 fn bad_weights_are_named_errors() {
     let good = Query::new(curve(100.0, 50.0, 0.9));
     for weight in [f64::NAN, f64::INFINITY, -1.0] {
-        let queries = vec![
-            good.clone(),
-            good.clone().with_weight(weight).with_id("bad"),
-        ];
-        let err = Allocator::default().allocate(&queries, 100).unwrap_err();
+        // A query with a bad weight cannot be built, so it never reaches a batch.
+        let err = good.clone().with_id("bad").with_weight(weight).unwrap_err();
         match &err {
-            Error::InvalidQuery {
-                index, id, field, ..
-            } => {
-                assert_eq!((*index, id.as_deref(), *field), (1, Some("bad"), "weight"));
-            }
+            Error::InvalidParameter { field, .. } => assert_eq!(*field, "weight"),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(err.to_string().starts_with("query 1 (id \"bad\"): weight"));
+        assert!(err.to_string().starts_with("weight = "), "{err}");
+        // A caller building a batch names the query by its position and id.
+        let named = err.for_query(QueryRef::at(1, Some("bad")));
+        assert!(named
+            .to_string()
+            .starts_with("query 1 (id \"bad\"): weight"));
     }
     // A weight that makes the weighted peak marginal overflow.
-    let huge = vec![Query::new(curve(0.0, 1.0, 1e300)).with_weight(1e300)];
     assert!(matches!(
-        Allocator::default().allocate(&huge, 10),
-        Err(Error::InvalidQuery {
-            index: 0,
+        Query::new(curve(0.0, 1.0, 1e300)).with_weight(1e300),
+        Err(Error::InvalidParameter {
             field: "weight",
             ..
         })
@@ -213,9 +209,9 @@ fn price_mode_matches_a_brute_force_best_response() {
         for (q, r) in queries.iter().zip(a.queries()) {
             let cap = allocator.cap_of(q);
             let best = grid_best_surplus(q, cap, price);
-            let ours = q.weight * q.curve.utility(r.tokens as f64) - price * r.tokens as f64;
+            let ours = q.weight() * q.curve().utility(r.tokens as f64) - price * r.tokens as f64;
             // One token moves the surplus by at most the price plus the peak marginal.
-            let slack = price + q.weight * q.curve.peak_marginal() + 1e-12;
+            let slack = price + q.weight() * q.curve().peak_marginal() + 1e-12;
             assert!(
                 ours >= best - slack,
                 "price {price}: surplus {ours} < grid best {best}"
@@ -230,7 +226,7 @@ fn price_mode_matches_a_brute_force_best_response() {
 #[test]
 fn weights_shift_tokens_to_priority_queries() {
     let c = curve(200.0, 100.0, 0.8);
-    let queries = vec![Query::new(c), Query::new(c).with_weight(3.0)];
+    let queries = vec![Query::new(c), Query::new(c).with_weight(3.0).unwrap()];
     let a = Allocator::default().allocate(&queries, 700).unwrap();
     let [low, high] = [a.queries()[0], a.queries()[1]];
     assert!(
@@ -274,9 +270,9 @@ fn granularity_and_caps_are_respected() {
     let a = allocator.allocate(&queries, 300 * 250).unwrap();
     for (q, r) in queries.iter().zip(a.queries()) {
         assert_eq!(r.tokens % 128, 0);
-        assert!(r.tokens <= q.cap.unwrap_or(3000));
+        assert!(r.tokens <= q.cap().unwrap_or(3000));
         // A grant that does not pass the threshold would buy nothing.
-        assert!(r.tokens == 0 || r.tokens as f64 > q.curve.threshold());
+        assert!(r.tokens == 0 || r.tokens as f64 > q.curve().threshold());
     }
     assert!(a.total_tokens() <= 300 * 250);
     assert!(a.leftover() < 128 * 300);
@@ -303,7 +299,7 @@ fn scaling_every_weight_by_a_power_of_two_scales_only_the_price() {
     let scale = 2f64.powi(-600);
     let scaled: Vec<Query> = queries
         .iter()
-        .map(|q| q.clone().with_weight(q.weight * scale))
+        .map(|q| q.clone().with_weight(q.weight() * scale).unwrap())
         .collect();
     let allocator = Allocator::builder().default_cap(4096).build().unwrap();
     let a = allocator.allocate(&queries, 80 * 300).unwrap();
@@ -325,6 +321,7 @@ fn weights_too_small_to_price_are_a_named_error() {
         .map(|i| {
             Query::new(curve(151.0, 101.0, 0.9))
                 .with_weight(1e-310)
+                .unwrap()
                 .with_id(format!("q{i}"))
         })
         .collect();
@@ -413,6 +410,7 @@ fn weights_too_small_to_price_are_fine_when_no_price_is_needed() {
     let queries = vec![
         Query::new(curve(151.0, 101.0, 0.9))
             .with_weight(1e-300)
+            .unwrap()
             .with_cap(1000);
         3
     ];
@@ -422,4 +420,53 @@ fn weights_too_small_to_price_are_fine_when_no_price_is_needed() {
         .allocate_at_price(&queries, 0.0)
         .unwrap();
     assert!(at_zero.tokens().all(|t| t == 1000));
+}
+
+/// Issue 13, item 4: grants whose exact sum passes `u64::MAX` exceed any `u64` budget,
+/// though a saturating sum would compare as within a budget of `u64::MAX`.
+#[test]
+fn from_tokens_rejects_grants_whose_sum_overflows_u64() {
+    let q = Query::new(curve(1.0, 1.0, 1.0)).with_cap(u64::MAX);
+    let queries = [q.clone(), q];
+    let result =
+        Allocation::from_tokens(&queries, vec![u64::MAX, u64::MAX], u64::MAX, Some(u64::MAX));
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidParameter {
+                field: "tokens",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    // One grant of u64::MAX alone fits a budget of u64::MAX.
+    let one = Allocation::from_tokens(&queries[..1], vec![u64::MAX], u64::MAX, Some(u64::MAX));
+    assert_eq!(one.unwrap().total_tokens(), u64::MAX);
+}
+
+/// Issue 13, item 5: a budget that covers every cap grants every cap exactly, even
+/// above 2^53 where an f64 cannot hold it, and says so (capped, not funded).
+#[test]
+fn caps_above_2_pow_53_are_granted_exactly_and_capped() {
+    let cap = (1u64 << 53) + 1;
+    let queries = vec![Query::new(curve(100.0, 50.0, 0.9)).with_cap(cap); 2];
+    for budget in [2 * cap, u64::MAX] {
+        let a = Allocator::default().allocate(&queries, budget).unwrap();
+        for r in a.queries() {
+            assert_eq!(
+                (r.tokens, r.decision),
+                (cap, Decision::Capped),
+                "budget {budget}"
+            );
+        }
+        assert_eq!(a.total_tokens(), 2 * cap);
+    }
+    let at_zero = Allocator::default()
+        .allocate_at_price(&queries, 0.0)
+        .unwrap();
+    assert!(at_zero
+        .queries()
+        .iter()
+        .all(|r| (r.tokens, r.decision) == (cap, Decision::Capped)));
 }

@@ -92,8 +92,11 @@ proptest! {
         for op in ops {
             match op {
                 Op::Admit { class, cap } => {
-                    let mut query = Query::new(class_curve(class));
-                    query.cap = cap;
+                    let query = Query::new(class_curve(class));
+                    let query = match cap {
+                        Some(c) => query.with_cap(c),
+                        None => query,
+                    };
                     let ticket = online.admit(&query).unwrap();
                     prop_assert!(ticket.tokens() <= cap.unwrap_or(CAP));
                     prop_assert_eq!(ticket.window(), online.window());
@@ -166,8 +169,11 @@ proptest! {
             .build()
             .unwrap();
         let curve = ShiftedSurge::new(threshold, width, ceiling).unwrap();
-        let mut query = Query::new(curve).with_weight(weight);
-        query.cap = cap;
+        let query = Query::new(curve).with_weight(weight).unwrap();
+        let query = match cap {
+            Some(c) => query.with_cap(c),
+            None => query,
+        };
         let ticket = online.admit(&query).unwrap();
         let limit = cap.unwrap_or(CAP).min(budget);
         prop_assert!(ticket.tokens() <= limit);
@@ -203,7 +209,7 @@ fn run_stream(
             for q in &arrivals {
                 let ticket = online.admit(q).unwrap();
                 let tokens = ticket.tokens();
-                utility += q.curve.utility(tokens as f64);
+                utility += q.curve().utility(tokens as f64);
                 // Every request uses its whole grant: nothing comes back.
                 assert_eq!(online.complete(ticket, tokens).unwrap(), 0);
             }
@@ -247,7 +253,10 @@ fn stationary_online_accuracy_is_at_least_90_percent_of_hindsight() {
             .map(|_| {
                 let arrivals = window_arrivals(&mut rng, 200.0, [0.4, 0.3, 0.3]);
                 let each = (50_000 / arrivals.len().max(1)) as f64;
-                arrivals.iter().map(|q| q.curve.utility(each)).sum::<f64>()
+                arrivals
+                    .iter()
+                    .map(|q| q.curve().utility(each))
+                    .sum::<f64>()
             })
             .skip(5)
             .sum()
@@ -487,12 +496,20 @@ fn bad_input_gets_typed_errors() {
         .build()
         .unwrap();
     let curve = class_curve(0);
+    // A bad weight is refused when the query is built, so it never reaches `admit`.
     for weight in [f64::NAN, -1.0, f64::INFINITY] {
-        let err = online
-            .admit(&Query::new(curve).with_weight(weight).with_id("r9"))
+        let err = Query::new(curve)
+            .with_id("r9")
+            .with_weight(weight)
             .unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidQuery { field: "weight", id: Some(id), .. } if id == "r9"),
+            matches!(
+                &err,
+                Error::InvalidParameter {
+                    field: "weight",
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }

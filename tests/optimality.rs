@@ -17,7 +17,7 @@ fn batch(rng: &mut StdRng, n: usize) -> Vec<Query> {
             let ceiling = rng.random_range(0.2..1.0);
             let mut q = Query::new(ShiftedSurge::new(tau, width, ceiling).unwrap()).with_cap(4000);
             if rng.random_bool(0.3) {
-                q = q.with_weight(rng.random_range(0.2..3.0));
+                q = q.with_weight(rng.random_range(0.2..3.0)).unwrap();
             }
             if rng.random_bool(0.3) {
                 q = q.with_cap(rng.random_range(50..1500));
@@ -30,7 +30,7 @@ fn batch(rng: &mut StdRng, n: usize) -> Vec<Query> {
 fn largest_weighted_ceiling(queries: &[Query]) -> f64 {
     queries
         .iter()
-        .map(|q| q.weight * q.curve.ceiling())
+        .map(|q| q.weight() * q.curve().ceiling())
         .fold(0.0, f64::max)
 }
 
@@ -39,7 +39,7 @@ fn gap_to_dynamic_programming_optimum_is_small() {
     const GRID: u64 = 5;
     let mut rng = StdRng::seed_from_u64(7);
     let allocator = Allocator::default();
-    let dp = ExactOptimum::new(GRID).unwrap();
+    let dp = ExactOptimum::builder().grid(GRID).build().unwrap();
     let mut gaps = Vec::new();
     for trial in 0..300 {
         let n = rng.random_range(2..=12);
@@ -88,7 +88,8 @@ fn the_leftover_goes_where_it_buys_something() {
             .unwrap(),
         )
         .with_cap(800)
-        .with_weight(2.0),
+        .with_weight(2.0)
+        .unwrap(),
         Query::new(
             ShiftedSurge::new(
                 31.77134569338915,
@@ -100,7 +101,9 @@ fn the_leftover_goes_where_it_buys_something() {
         .with_cap(1000),
     ];
     let ours = Allocator::default().allocate(&queries, 1000).unwrap();
-    let best = ExactOptimum::new(1)
+    let best = ExactOptimum::builder()
+        .grid(1)
+        .build()
         .unwrap()
         .allocate(&queries, 1000)
         .unwrap();

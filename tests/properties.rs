@@ -72,11 +72,24 @@ proptest! {
         let mut queries = Vec::new();
         for (tau, width, ceiling, weight, cap) in raw {
             match ShiftedSurge::new(tau, width, ceiling) {
-                Ok(curve) => {
-                    let mut q = Query::new(curve).with_weight(weight);
-                    q.cap = cap;
-                    queries.push(q);
-                }
+                Ok(curve) => match Query::new(curve).with_weight(weight) {
+                    Ok(q) => queries.push(match cap {
+                        Some(c) => q.with_cap(c),
+                        None => q,
+                    }),
+                    Err(e) => {
+                        // Rejected at construction: the weight is invalid, or weight ×
+                        // ceiling (or × peak marginal scale) overflows.
+                        prop_assert!(
+                            matches!(e, Error::InvalidParameter { field: "weight", .. }),
+                            "unexpected error {e:?}"
+                        );
+                        let bad = !(weight.is_finite() && weight >= 0.0);
+                        let overflows = !(weight * (curve.ceiling() * curve.beta())).is_finite()
+                            || !(weight * curve.ceiling()).is_finite();
+                        prop_assert!(bad || overflows, "weight {weight} rejected: {e}");
+                    }
+                },
                 Err(e) => prop_assert!(
                     matches!(e, Error::InvalidParameter { .. }),
                     "unexpected error kind {e:?}"
@@ -88,36 +101,30 @@ proptest! {
             .granularity(granularity)
             .build()
             .unwrap();
-        let bad_weight = queries.iter().position(|q| !(q.weight.is_finite() && q.weight >= 0.0));
         match allocator.allocate(&queries, budget) {
             Ok(a) => {
-                prop_assert!(bad_weight.is_none());
                 let total: u128 = a.tokens().map(|t| t as u128).sum();
                 prop_assert!(total <= budget as u128);
                 prop_assert_eq!(a.queries().len(), queries.len());
                 for (q, r) in queries.iter().zip(a.queries()) {
-                    prop_assert!(r.tokens <= q.cap.unwrap_or(default_cap));
+                    prop_assert!(r.tokens <= q.cap().unwrap_or(default_cap));
                     prop_assert_eq!(r.tokens % granularity, 0);
                     prop_assert!(r.utility.is_finite() && r.utility >= 0.0);
                 }
                 prop_assert!(a.total_utility().is_finite());
             }
-            Err(Error::InvalidQuery { index, field, .. }) => {
-                // Either the weight is invalid, or weight × peak marginal overflows.
+            Err(Error::InvalidQuery { field, .. }) => {
+                // Every query was valid when built: the only batch error left is that
+                // no query can pay 1e-280 for its best token — too small to price.
                 prop_assert_eq!(field, "weight");
-                let q = &queries[index];
-                // The solver works with weight · ceiling / width (the marginal's scale).
-                let overflows = !(q.weight * (q.curve.ceiling() * q.curve.beta())).is_finite()
-                    || !(q.weight * q.curve.ceiling()).is_finite();
-                // Or no query can pay 1e-280 for its best token: too small to price.
                 let solvency = queries
                     .iter()
                     .map(|q| {
                         let cap = allocator.cap_of(q) as f64;
-                        q.weight * q.curve.abandonment_price(cap).unwrap_or(0.0)
+                        q.weight() * q.curve().abandonment_price(cap).unwrap_or(0.0)
                     })
                     .fold(0.0, f64::max);
-                prop_assert!(bad_weight.is_some() || overflows || solvency < 1e-280);
+                prop_assert!(solvency < 1e-280);
             }
             Err(other) => prop_assert!(false, "unexpected error {other:?}"),
         }
@@ -139,7 +146,7 @@ proptest! {
         let more = allocator.allocate(&queries, budget + extra).unwrap();
         let largest = queries
             .iter()
-            .map(|q| q.weight * q.curve.ceiling())
+            .map(|q| q.weight() * q.curve().ceiling())
             .fold(0.0, f64::max);
         prop_assert!(
             more.total_utility() >= less.total_utility() - largest,
@@ -222,9 +229,11 @@ fn more_budget_loses_at_most_one_query() {
     let largest_ceiling = curves.iter().map(|c| c.2).fold(0.0, f64::max);
     assert!(more.total_utility() >= less.total_utility() - largest_ceiling);
     // Both stay within one ceiling of the exact optimum on a 1-token grid.
-    let exact = clear_alloc::exact::ExactOptimum::new(1)
-        .unwrap()
-        .with_default_cap(5000);
+    let exact = clear_alloc::exact::ExactOptimum::builder()
+        .grid(1)
+        .default_cap(5000)
+        .build()
+        .unwrap();
     for (budget, ours) in [(1340, &less), (1386, &more)] {
         let best = clear_alloc::AllocationPolicy::allocate(&exact, &queries, budget).unwrap();
         assert!(ours.total_utility() >= best.total_utility() - largest_ceiling);

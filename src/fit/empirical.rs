@@ -43,8 +43,8 @@ impl EmpiricalCurve {
     pub fn from_rollouts(rollouts: &[Rollout]) -> Result<Self> {
         if rollouts.is_empty() {
             return Err(Error::InsufficientData {
-                query: "(empirical curve)".into(),
-                reason: "no rollouts".into(),
+                query: None,
+                reason: "empirical curve: no rollouts".into(),
             });
         }
         let mut correct: Vec<f64> = rollouts

@@ -41,7 +41,7 @@ pub use io::{read_rollouts_csv, read_rollouts_jsonl};
 pub use shared::{SharedCeiling, SharedFit, SharedShape};
 pub use sweep::{fit_sweep, SweepCeiling, SweepFit};
 
-use crate::error::{Error, Result};
+use crate::error::{ensure, Error, QueryRef, Result, Subject};
 use crate::model::ShiftedSurge;
 use crate::solver::Query;
 use likelihood::Sample;
@@ -213,20 +213,22 @@ impl RolloutFitBuilder {
     /// [`Error::InvalidOption`] for a sampling cap of 0 or `min_correct < 2`.
     pub fn build(self) -> Result<RolloutFit> {
         let o = self.options;
-        if o.sampling_cap == Some(0) {
-            return Err(Error::InvalidOption {
-                option: "sampling_cap",
-                value: 0.0,
-                reason: "must be >= 1 token",
-            });
+        if let Some(cap) = o.sampling_cap {
+            ensure(
+                cap >= 1,
+                Subject::Option,
+                "sampling_cap",
+                cap,
+                "must be >= 1 token",
+            )?;
         }
-        if o.min_correct < 2 {
-            return Err(Error::InvalidOption {
-                option: "min_correct",
-                value: o.min_correct as f64,
-                reason: "must be >= 2: one length cannot pin a width",
-            });
-        }
+        ensure(
+            o.min_correct >= 2,
+            Subject::Option,
+            "min_correct",
+            o.min_correct,
+            "must be >= 2: one length cannot pin a width",
+        )?;
         Ok(o)
     }
 }
@@ -258,7 +260,7 @@ impl RolloutFit {
         match self.fit_single(0, id, rollouts)? {
             Single::Fitted(curve) => Ok(curve),
             Single::NeedsShape(reason) => Err(Error::InsufficientData {
-                query: id.to_owned(),
+                query: Some(QueryRef::named(id)),
                 reason,
             }),
         }
@@ -365,19 +367,18 @@ impl RolloutFit {
     ) -> Result<(Sample, RolloutCounts)> {
         if rollouts.is_empty() {
             return Err(Error::InsufficientData {
-                query: id.to_owned(),
+                query: Some(QueryRef::named(id)),
                 reason: "no rollouts".to_owned(),
             });
         }
         if let Some(cap) = self.sampling_cap {
             if let Some(long) = rollouts.iter().find(|r| r.tokens > cap) {
-                return Err(Error::InvalidQuery {
-                    index,
-                    id: Some(id.to_owned()),
-                    field: "tokens",
-                    value: long.tokens as f64,
-                    reason: "exceeds the sampling cap",
-                });
+                return Err(Error::invalid_query(
+                    QueryRef::at(index, Some(id)),
+                    "tokens",
+                    long.tokens,
+                    "exceeds the sampling cap",
+                ));
             }
         }
         let mut counts = RolloutCounts {
@@ -473,7 +474,7 @@ fn finish(
 ) -> Result<FittedCurve> {
     let curve =
         ShiftedSurge::new(threshold, 1.0 / beta, ceiling).map_err(|e| Error::InsufficientData {
-            query: id.to_owned(),
+            query: Some(QueryRef::named(id)),
             reason: format!("the fit left the model's domain ({e})"),
         })?;
     let within_cap = sample.ln_within_cap(threshold, beta).exp();
@@ -579,9 +580,14 @@ mod tests {
         let err = fit
             .fit("q", &correct(&[100, 200, 300, 400, 600]))
             .unwrap_err();
-        assert!(
-            matches!(err, Error::InvalidQuery { field: "tokens", value, .. } if value == 600.0)
-        );
+        assert!(matches!(
+            err,
+            Error::InvalidQuery {
+                field: "tokens",
+                value: crate::Value::Integer(600),
+                ..
+            }
+        ));
         assert!(RolloutFit::builder().min_correct(1).build().is_err());
         assert!(RolloutFit::builder().sampling_cap(0).build().is_err());
     }

@@ -113,8 +113,8 @@ impl RolloutFit {
             samples.push(self.sample(index, &query.id, &query.rollouts)?);
         }
         let shared_error = |reason: &str| Error::InsufficientData {
-            query: "(shared shape)".to_owned(),
-            reason: reason.to_owned(),
+            query: None,
+            reason: format!("shared shape: {reason}"),
         };
         if !samples
             .iter()
@@ -260,6 +260,6 @@ mod tests {
         let err = RolloutFit::default()
             .fit_shared(&queries, SharedCeiling::PerQuery)
             .unwrap_err();
-        assert!(err.to_string().contains("(shared shape)"), "{err}");
+        assert!(err.to_string().starts_with("shared shape: "), "{err}");
     }
 }

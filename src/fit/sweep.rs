@@ -7,7 +7,7 @@
 //! Nelder–Mead polishes it.
 
 use super::optimise;
-use crate::error::{Error, Result};
+use crate::error::{ensure, non_negative, Error, Result, Subject};
 use crate::model::{surge_cdf, ShiftedSurge};
 
 /// What the measured values are relative to the ceiling.
@@ -54,33 +54,27 @@ pub struct SweepFit {
 /// positive accuracy (then the threshold is only bounded below).
 pub fn fit_sweep(points: &[(f64, f64)], ceiling: SweepCeiling) -> Result<SweepFit> {
     for &(budget, accuracy) in points {
-        if !(budget.is_finite() && budget >= 0.0) {
-            return Err(Error::InvalidParameter {
-                field: "budget",
-                value: budget,
-                reason: "must be finite and >= 0",
-            });
-        }
-        if !(0.0..=1.0).contains(&accuracy) {
-            return Err(Error::InvalidParameter {
-                field: "accuracy",
-                value: accuracy,
-                reason: "must be in [0, 1]",
-            });
-        }
+        non_negative(Subject::Parameter, "budget", budget)?;
+        ensure(
+            (0.0..=1.0).contains(&accuracy),
+            Subject::Parameter,
+            "accuracy",
+            accuracy,
+            "must be in [0, 1]",
+        )?;
     }
     if let SweepCeiling::Fixed(p) = ceiling {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(Error::InvalidParameter {
-                field: "ceiling",
-                value: p,
-                reason: "must be in [0, 1]",
-            });
-        }
+        ensure(
+            (0.0..=1.0).contains(&p),
+            Subject::Parameter,
+            "ceiling",
+            p,
+            "must be in [0, 1]",
+        )?;
     }
     let insufficient = |reason: String| Error::InsufficientData {
-        query: "(budget sweep)".to_owned(),
-        reason,
+        query: None,
+        reason: format!("budget sweep: {reason}"),
     };
     let mut budgets: Vec<f64> = points.iter().map(|p| p.0).collect();
     budgets.sort_by(f64::total_cmp);

@@ -38,8 +38,7 @@ impl<'de> Deserialize<'de> for ShiftedSurge {
         }
         let c = Curve::deserialize(deserializer)?;
         let missing = |field: &'static str, reason: &'static str| Error::MissingField {
-            index: None,
-            id: None,
+            query: None,
             field,
             reason,
         };

@@ -4,14 +4,11 @@
 //! one price. A pass is the unit of cost (one W₋₁ per query on the concave branch), so
 //! the searches are built to need few of them.
 
+use super::bid::{Bid, BidRule, Bidder};
+use super::search::{Bracket, Demand, Point, Search, Stop};
 use super::{Allocator, Query};
-use crate::error::{Error, Result};
-use crate::model::{surge_z, Bid, BidRule, Bidder};
-
-/// `ln` of (about) the smallest positive normal f64: the low end of every bracket,
-/// where demand is taken at its limit as λ → 0⁺ without being evaluated. A search that
-/// reaches it stops there (a price of 0 for every practical purpose).
-pub(super) const LOG_PRICE_FLOOR: f64 = -708.0;
+use crate::error::{Error, QueryRef, Result};
+use crate::model::surge_z;
 
 /// Prices below `e^LOG_PRICE_FLOOR` cannot be searched, so a batch must be able to pay
 /// more than this for its best token: a margin of ~60 e-folds above the floor.
@@ -24,24 +21,7 @@ const LARGE_BATCH: usize = 4096;
 /// Size of the presolve sample.
 const SAMPLE: usize = 512;
 
-/// Total demand at one price.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Demand {
-    pub log_price: f64,
-    pub tokens: f64,
-    /// `d tokens / d ln λ` of the continuous part (≤ 0).
-    pub slope: f64,
-    /// Queries funded.
-    pub funded: usize,
-}
-
-impl Demand {
-    pub fn price(&self) -> f64 {
-        self.log_price.exp()
-    }
-}
-
-/// The batch, validated and folded into per-query bidders.
+/// The batch, folded into per-query bidders.
 pub(super) struct Market {
     pub bidders: Vec<Bidder>,
     pub caps: Vec<u64>,
@@ -58,8 +38,8 @@ pub(super) struct Market {
 }
 
 impl Market {
-    /// Validates `queries` and prepares their bidders, in one pass.
-    pub fn prepare(allocator: &Allocator, queries: &[Query]) -> Result<Market> {
+    /// Prepares the queries' bidders, in one pass.
+    pub fn prepare(allocator: &Allocator, queries: &[Query]) -> Market {
         let mut bidders = Vec::with_capacity(queries.len());
         let mut caps = Vec::with_capacity(queries.len());
         let mut top_price = 0.0f64;
@@ -68,9 +48,8 @@ impl Market {
         let mut shared = true;
         let mut top_query = 0;
         for (index, query) in queries.iter().enumerate() {
-            query.validate(index)?;
             let cap = allocator.cap_of(query);
-            let bidder = Bidder::new(&query.curve, query.weight, cap as f64);
+            let bidder = Bidder::new(query.curve(), query.weight(), cap as f64);
             let max_price = bidder.max_price_under(allocator.rule);
             if max_price > top_price {
                 top_price = max_price;
@@ -84,7 +63,7 @@ impl Market {
             bidders.push(bidder);
             caps.push(cap);
         }
-        Ok(Market {
+        Market {
             bidders,
             caps,
             rule: allocator.rule,
@@ -92,7 +71,7 @@ impl Market {
             top_price,
             top_query,
             fundable_caps,
-        })
+        }
     }
 
     /// Prices below `e^LOG_PRICE_FLOOR` cannot be searched: a batch whose best token is
@@ -100,15 +79,14 @@ impl Market {
     pub fn check_priceable(&self, queries: &[Query]) -> Result<()> {
         if self.top_price > 0.0 && self.top_price < MIN_TOP_PRICE {
             let query = &queries[self.top_query];
-            return Err(Error::InvalidQuery {
-                index: self.top_query,
-                id: query.id.clone(),
-                field: "weight",
-                value: query.weight,
-                reason: "is too small to price: weight times peak marginal utility is below \
-                         1e-280 for every query in the batch; scale all weights up (the \
-                         allocation does not change)",
-            });
+            return Err(Error::invalid_query(
+                QueryRef::at(self.top_query, query.id()),
+                "weight",
+                query.weight(),
+                "is too small to price: weight times peak marginal utility is below 1e-280 \
+                 for every query in the batch; scale all weights up (the allocation does \
+                 not change)",
+            ));
         }
         Ok(())
     }
@@ -135,11 +113,11 @@ impl Market {
     }
 
     /// One pass: total demand at `e^log_price`, each query's bid written to `tokens`.
-    pub fn demand(&self, log_price: f64, tokens: &mut [f64]) -> Demand {
+    pub fn demand(&self, log_price: f64, tokens: &mut [f64]) -> Point {
         self.demand_of(log_price, 0..self.len(), tokens, false)
     }
 
-    /// Demand at `e^log_price` of the queries in `among` (the others must be out at
+    /// Point at `e^log_price` of the queries in `among` (the others must be out at
     /// this price); their bids are written to `tokens`. The slope costs a division per
     /// funded query, so it is summed only when `with_slope` asks for it.
     fn demand_of(
@@ -148,14 +126,9 @@ impl Market {
         among: impl Iterator<Item = usize>,
         tokens: &mut [f64],
         with_slope: bool,
-    ) -> Demand {
+    ) -> Point {
         let price = log_price.exp();
-        let mut total = Demand {
-            log_price,
-            tokens: 0.0,
-            slope: 0.0,
-            funded: 0,
-        };
+        let mut total = Point::empty(log_price, 0);
         let rule = self.rule;
         let mut tally = |i: usize, bid: Bid| {
             tokens[i] = bid.tokens();
@@ -178,7 +151,7 @@ impl Market {
 /// The outcome of market clearing: the final bracket and the bids at its ends.
 pub(super) struct Cleared {
     /// The feasible end: demand ≤ budget.
-    pub hi: Demand,
+    pub hi: Point,
     /// Bids at `hi` (0 = out).
     pub hi_tokens: Vec<f64>,
     /// Bids at the infeasible end, when one was evaluated.
@@ -186,148 +159,78 @@ pub(super) struct Cleared {
     pub passes: usize,
 }
 
-/// A bracket `demand(lo) > budget ≥ demand(hi)` on `ln λ`, narrowed by the Illinois
-/// variant of false position, with bisection whenever two steps fail to halve it.
+/// The whole batch as a [`Demand`], keeping every query's bid at both ends of the
+/// bracket.
 ///
-/// Demand is a step-plus-smooth function of `ln λ` (each abandonment is a jump), so
-/// Newton's method on the smooth part alone overshoots: the secant through the
-/// bracket's ends sees the jumps too. Until a low end has been evaluated, the search
-/// steps down from the high end, by the sample's secant slope when there is one, and
-/// otherwise by strides that double.
-struct Bracket {
-    lo: Demand,
-    lo_real: bool,
-    hi: Demand,
-    /// Illinois weights: halved each time the same end is kept twice in a row.
-    lo_weight: f64,
-    hi_weight: f64,
-    last_kept_lo: Option<bool>,
-    widths: [f64; 4],
-    stride: f64,
-    /// The two latest evaluated points, oldest first.
-    recent: [Option<Demand>; 2],
+/// Queries out at the low end are out everywhere in the bracket: once a low end is
+/// known, passes visit only the queries funded there. Every buffer is kept at 0
+/// outside that set, so a pass over it leaves whole, valid bids behind.
+struct BatchDemand<'a> {
+    market: &'a Market,
+    /// Bids at the latest price.
+    current: Vec<f64>,
+    hi_tokens: Vec<f64>,
+    lo_tokens: Option<Vec<f64>>,
+    active: Option<Vec<usize>>,
 }
 
-impl Bracket {
-    fn new(top_price: f64, floor_tokens: f64) -> Self {
-        Bracket {
-            lo: Demand {
-                log_price: LOG_PRICE_FLOOR,
-                tokens: floor_tokens,
-                slope: 0.0,
-                funded: usize::MAX,
-            },
-            lo_real: false,
-            hi: Demand {
-                log_price: top_price.ln().max(LOG_PRICE_FLOOR + 1.0),
-                tokens: 0.0,
-                slope: 0.0,
-                funded: 0,
-            },
-            lo_weight: 1.0,
-            hi_weight: 1.0,
-            last_kept_lo: None,
-            widths: [f64::INFINITY; 4],
-            stride: 0.25,
-            recent: [None; 2],
+impl Demand for BatchDemand<'_> {
+    fn at(&mut self, log_price: f64, with_slope: bool) -> Point {
+        let market = self.market;
+        match &self.active {
+            Some(among) => market.demand_of(
+                log_price,
+                among.iter().copied(),
+                &mut self.current,
+                with_slope,
+            ),
+            None => market.demand_of(log_price, 0..market.len(), &mut self.current, with_slope),
         }
     }
 
-    fn width(&self) -> f64 {
-        self.hi.log_price - self.lo.log_price
-    }
-
-    /// Whether the feasible end has reached the floor price.
-    fn at_floor(&self) -> bool {
-        self.hi.log_price <= LOG_PRICE_FLOOR + 1.0
-    }
-
-    /// Records an evaluated point; returns whether it became the feasible end.
-    fn update(&mut self, point: Demand, budget: f64) -> bool {
-        self.recent = [self.recent[1], Some(point)];
-        let feasible = point.tokens <= budget;
+    fn settle(&mut self, point: &Point, feasible: bool) {
         if feasible {
-            self.hi = point;
-            self.hi_weight = 1.0;
-        } else {
-            self.lo = point;
-            self.lo_real = true;
-            self.lo_weight = 1.0;
+            std::mem::swap(&mut self.hi_tokens, &mut self.current);
+            return;
         }
-        // The end *not* replaced was kept: damp it if it was kept last time too.
-        let kept_lo = feasible;
-        if self.last_kept_lo == Some(kept_lo) {
-            if kept_lo {
-                self.lo_weight *= 0.5;
-            } else {
-                self.hi_weight *= 0.5;
+        let n = self.market.len();
+        let lo = self.lo_tokens.get_or_insert_with(|| vec![0.0; n]);
+        std::mem::swap(lo, &mut self.current);
+        let shrunk = self
+            .active
+            .as_ref()
+            .is_none_or(|a| 4 * point.funded < 3 * a.len());
+        if shrunk {
+            let among: Vec<usize> = match &self.active {
+                Some(a) => a.iter().copied().filter(|&i| lo[i] > 0.0).collect(),
+                None => (0..n).filter(|&i| lo[i] > 0.0).collect(),
+            };
+            // `current` now holds the previous low end's bids: clear the ones that
+            // left the set.
+            match &self.active {
+                Some(a) => a.iter().for_each(|&i| {
+                    if lo[i] == 0.0 {
+                        self.current[i] = 0.0
+                    }
+                }),
+                None => self.current.iter_mut().for_each(|t| *t = 0.0),
             }
+            self.active = Some(among);
         }
-        self.last_kept_lo = Some(kept_lo);
-        feasible
     }
+}
 
-    fn done(&self, budget: f64, tolerance: f64) -> bool {
-        let close = self.hi.tokens >= budget * (1.0 - tolerance);
-        close || self.narrow(tolerance)
-    }
+/// The strided sample of a large batch as a [`Demand`] (its bids are not kept).
+struct SampleDemand<'a> {
+    market: &'a Market,
+    scratch: Vec<f64>,
+}
 
-    /// Whether the bracket cannot usefully shrink further: narrower than `tolerance`
-    /// (or than adjacent floats allow), or with its feasible end at the floor price,
-    /// where demand is as high as f64 prices can make it.
-    fn narrow(&self, tolerance: f64) -> bool {
-        let width = self.width();
-        self.at_floor()
-            || (self.lo_real
-                && (width <= tolerance || width <= 1e-14 * (1.0 + self.hi.log_price.abs())))
-    }
-
-    /// The next log-price to evaluate, aiming at demand `target`.
-    fn next(&mut self, target: f64) -> f64 {
-        let (lo, hi) = (self.lo.log_price, self.hi.log_price);
-        let width = hi - lo;
-        // Termination guard: a bracket that has not halved in four steps is bisected.
-        let stalled = width > 0.5 * self.widths[0];
-        self.widths = [self.widths[1], self.widths[2], self.widths[3], width];
-        let inside = |u: f64| u > lo && u < hi;
-        if stalled && self.lo_real {
-            return 0.5 * (lo + hi);
-        }
-        // The secant through the two latest points converges superlinearly where
-        // demand is smooth at the scale of the steps; with one point, Newton on the
-        // smooth part, half-stepped, since the jumps make demand steeper than that.
-        let step = match self.recent {
-            [Some(a), Some(b)] => {
-                let slope = (b.tokens - a.tokens) / (b.log_price - a.log_price);
-                (slope < 0.0).then(|| b.log_price + (target - b.tokens) / slope)
-            }
-            [_, Some(b)] => {
-                (b.slope < 0.0).then(|| b.log_price + 0.5 * (target - b.tokens) / b.slope)
-            }
-            _ => None,
-        };
-        if !self.lo_real {
-            // Still looking for a price where demand exceeds the budget: step down from
-            // the feasible end, at least by a stride that doubles each time, so that a
-            // step from a nearly empty market cannot crawl.
-            self.stride *= 2.0;
-            let floor = (hi - self.stride).max(0.5 * (lo + hi));
-            return step
-                .filter(|&u| u < hi)
-                .map_or(floor, |u| u.min(hi - 1e-3).max(floor));
-        }
-        if let Some(u) = step.filter(|&u| inside(u)) {
-            return u;
-        }
-        // False position on the bracket's ends, Illinois-damped.
-        let f_lo = self.lo_weight * (self.lo.tokens - target);
-        let f_hi = self.hi_weight * (self.hi.tokens - target);
-        let false_position = hi - f_hi * (hi - lo) / (f_hi - f_lo);
-        if inside(false_position) {
-            false_position
-        } else {
-            0.5 * (lo + hi)
-        }
+impl Demand for SampleDemand<'_> {
+    fn at(&mut self, log_price: f64, with_slope: bool) -> Point {
+        let n = self.market.len();
+        self.market
+            .demand_of(log_price, 0..n, &mut self.scratch, with_slope)
     }
 }
 
@@ -339,60 +242,24 @@ impl Allocator {
         let n = market.len();
         let mut bracket = Bracket::new(market.top_price, market.fundable_caps as f64);
         let target = budget * (1.0 - 0.5 * self.tolerance);
-        let mut log_price = self.starting_point(market, budget, &bracket);
-        let mut current = vec![0.0; n];
-        let mut hi_tokens = vec![0.0; n];
-        let mut lo_tokens: Option<Vec<f64>> = None;
-        // Queries out at the low end are out everywhere in the bracket: once a low end
-        // is known, passes visit only the queries funded there. Every buffer is kept
-        // at 0 outside that set, so a pass over it leaves whole, valid bids behind.
-        let mut active: Option<Vec<usize>> = None;
-        let mut passes = 0;
-        for _ in 0..self.max_iterations {
-            // Only the first point's slope is used (for the first step).
-            let with_slope = passes == 0;
-            let point = match &active {
-                Some(among) => {
-                    market.demand_of(log_price, among.iter().copied(), &mut current, with_slope)
-                }
-                None => market.demand_of(log_price, 0..n, &mut current, with_slope),
-            };
-            passes += 1;
-            if bracket.update(point, budget) {
-                std::mem::swap(&mut hi_tokens, &mut current);
-            } else {
-                let lo = lo_tokens.get_or_insert_with(|| vec![0.0; n]);
-                std::mem::swap(lo, &mut current);
-                let shrunk = active
-                    .as_ref()
-                    .is_none_or(|a| 4 * point.funded < 3 * a.len());
-                if shrunk {
-                    let among: Vec<usize> = match &active {
-                        Some(a) => a.iter().copied().filter(|&i| lo[i] > 0.0).collect(),
-                        None => (0..n).filter(|&i| lo[i] > 0.0).collect(),
-                    };
-                    // `current` now holds the previous low end's bids: clear the ones
-                    // that left the set.
-                    match &active {
-                        Some(a) => a.iter().for_each(|&i| {
-                            if lo[i] == 0.0 {
-                                current[i] = 0.0
-                            }
-                        }),
-                        None => current.iter_mut().for_each(|t| *t = 0.0),
-                    }
-                    active = Some(among);
-                }
-            }
-            if bracket.done(budget, self.tolerance) {
-                break;
-            }
-            log_price = bracket.next(target);
-        }
+        let start = self.starting_point(market, budget, &bracket);
+        let mut demand = BatchDemand {
+            market,
+            current: vec![0.0; n],
+            hi_tokens: vec![0.0; n],
+            lo_tokens: None,
+            active: None,
+        };
+        let search = Search {
+            tolerance: self.tolerance,
+            max_iterations: self.max_iterations,
+            stop: Stop::Close,
+        };
+        let passes = search.run(&mut demand, &mut bracket, start, budget, target);
         Cleared {
             hi: bracket.hi,
-            hi_tokens,
-            lo_tokens,
+            hi_tokens: demand.hi_tokens,
+            lo_tokens: demand.lo_tokens,
             passes,
         }
     }
@@ -410,17 +277,23 @@ impl Allocator {
             let mut sample_bracket = Bracket::new(sample.top_price, f64::INFINITY);
             let sample_budget = budget / scale;
             let target = sample_budget * (1.0 - 0.5 * self.tolerance);
-            let mut scratch = vec![0.0; sample.len()];
-            let mut log_price = (hi - 1.0).max(0.5 * (lo + hi));
-            for _ in 0..self.max_iterations {
-                let first = sample_bracket.recent[1].is_none();
-                let point = sample.demand_of(log_price, 0..sample.len(), &mut scratch, first);
-                sample_bracket.update(point, sample_budget);
-                if sample_bracket.done(sample_budget, self.tolerance.max(1e-3)) {
-                    break;
-                }
-                log_price = sample_bracket.next(target);
-            }
+            let search = Search {
+                tolerance: self.tolerance.max(1e-3),
+                max_iterations: self.max_iterations,
+                stop: Stop::Close,
+            };
+            let mut demand = SampleDemand {
+                market: &sample,
+                scratch: vec![0.0; sample.len()],
+            };
+            let start = (hi - 1.0).max(0.5 * (lo + hi));
+            search.run(
+                &mut demand,
+                &mut sample_bracket,
+                start,
+                sample_budget,
+                target,
+            );
             // Start 2 % below the sample's price: the first full pass then usually lands
             // on the infeasible side, so the bracket gets a low end — and the passes
             // after it the smaller active set — at once. (Measured: at 10 000 queries
@@ -432,104 +305,69 @@ impl Allocator {
         }
         (hi - 1.0).max(0.5 * (lo + hi))
     }
+}
 
-    /// Spends `budget` among the `funded` queries alone, ignoring abandonment: the
-    /// price at which their continuous demand meets the budget, found by Newton's
-    /// method in `ln λ` (no jumps here) inside a bracket, starting at `start_log_price`.
-    /// Returns the price, the funded queries' tokens (in the order of `funded`) and the
-    /// passes made.
-    ///
-    /// `known`, when given, holds bids at the start price for the queries funded there
-    /// (0 for the others), which spares the first pass most of its W₋₁ evaluations.
-    pub(super) fn reclear(
-        &self,
-        market: &Market,
-        funded: &[usize],
-        budget: f64,
-        start_log_price: f64,
-        known: Option<&[f64]>,
-    ) -> (f64, Vec<f64>, usize) {
-        let bidders = &market.bidders;
-        let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
-        if all_caps <= budget {
-            return (0.0, funded.iter().map(|&i| bidders[i].cap()).collect(), 0);
-        }
-        let demand = |log_price: f64, tokens: &mut [f64]| {
-            let price = log_price.exp();
-            let mut point = Demand {
-                log_price,
-                tokens: 0.0,
-                slope: 0.0,
-                funded: funded.len(),
-            };
-            for (&i, slot) in funded.iter().zip(tokens.iter_mut()) {
-                let bid = bidders[i].bid_funded(price);
-                *slot = bid.tokens();
-                point.tokens += *slot;
-                point.slope += bid.log_price_slope();
-            }
-            point
-        };
-        let top = funded
-            .iter()
-            .map(|&i| bidders[i].max_price_under(BidRule::KeepAll))
-            .fold(0.0, f64::max);
-        let mut bracket = Bracket::new(top, all_caps);
-        // The best feasible point so far starts as nothing bought at the top price.
-        let mut best_tokens = vec![0.0; funded.len()];
-        let mut best_price = top;
-        let mut current = vec![0.0; funded.len()];
-        // Rounding hands back up to one granule per funded query, by largest remainder,
-        // so the continuous demand need only come within a quarter of that.
-        let exact = (0.25 * funded.len() as f64 * self.granularity as f64).max(0.25);
-        let mut passes = 0;
-        let mut point = match known {
-            Some(known) => {
-                let price = start_log_price.exp();
-                let mut point = Demand {
-                    log_price: start_log_price,
-                    tokens: 0.0,
-                    slope: 0.0,
-                    funded: funded.len(),
-                };
-                for (&i, slot) in funded.iter().zip(current.iter_mut()) {
-                    let bid = if known[i] > 0.0 {
-                        bidders[i].funded_bid_at(known[i])
-                    } else {
-                        bidders[i].bid_funded(price)
-                    };
-                    *slot = bid.tokens();
-                    point.tokens += *slot;
-                    point.slope += bid.log_price_slope();
-                }
-                point
-            }
-            None => {
-                passes += 1;
-                demand(start_log_price, &mut current)
-            }
-        };
-        for _ in 0..self.max_iterations {
-            if bracket.update(point, budget) {
-                best_price = point.price();
-                std::mem::swap(&mut best_tokens, &mut current);
-            }
-            // Demand can still jump here — a forced edge query drops out above its
-            // peak marginal — so a bracket this narrow means the budget falls in a
-            // jump, and the caller hands the remainder to the edge query.
-            if budget - bracket.hi.tokens <= exact || bracket.narrow(self.tolerance) {
-                break;
-            }
-            let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
-            let newton = point.log_price + (budget - 0.5 * exact - point.tokens) / point.slope;
-            let next = if newton > lo && newton < hi {
-                newton
-            } else {
-                bracket.next(budget - 0.5 * exact)
-            };
-            point = demand(next, &mut current);
-            passes += 1;
-        }
-        (best_price, best_tokens, passes)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShiftedSurge;
+
+    fn query(t: f64, w: f64, p: f64, cap: u64) -> Query {
+        Query::new(ShiftedSurge::new(t, w, p).unwrap()).with_cap(cap)
+    }
+
+    #[test]
+    fn prepare_folds_caps_shapes_and_the_top_price() {
+        let allocator = Allocator::default();
+        // Same width and ceiling: one shared z(λ) per pass.
+        let same = [query(100.0, 50.0, 0.9, 1000), query(300.0, 50.0, 0.9, 1000)];
+        let market = Market::prepare(&allocator, &same);
+        assert!(market.shared_scale.is_some());
+        assert_eq!(market.fundable_caps, 2000);
+        // A cap at the threshold buys nothing: not fundable, so not in the floor demand.
+        let mixed = [query(100.0, 50.0, 0.9, 1000), query(300.0, 80.0, 0.9, 300)];
+        let market = Market::prepare(&allocator, &mixed);
+        assert!(market.shared_scale.is_none());
+        assert_eq!(market.fundable_caps, 1000);
+        assert_eq!(market.top_query, 0);
+        assert_eq!(market.top_price, market.bidders[0].max_price());
+    }
+
+    #[test]
+    fn a_pass_over_a_subset_leaves_the_others_alone() {
+        let allocator = Allocator::default();
+        let qs = [query(100.0, 50.0, 0.9, 1000), query(100.0, 50.0, 0.9, 1000)];
+        let market = Market::prepare(&allocator, &qs);
+        let mut all = vec![0.0; 2];
+        let full = market.demand(f64::NEG_INFINITY, &mut all);
+        assert_eq!((full.tokens, full.funded), (2000.0, 2));
+        let mut some = vec![-1.0; 2];
+        let one = market.demand_of((1e-4f64).ln(), [1].into_iter(), &mut some, true);
+        assert_eq!(one.funded, 1);
+        assert_eq!(some[0], -1.0);
+        assert!(some[1] > 100.0 && one.slope < 0.0);
+    }
+
+    #[test]
+    fn a_batch_too_cheap_to_price_names_its_best_query() {
+        let allocator = Allocator::default();
+        let curve = ShiftedSurge::new(100.0, 50.0, 0.9).unwrap();
+        let qs: Vec<Query> = (0..3)
+            .map(|i| {
+                Query::new(curve)
+                    .with_weight(1e-300 * (i + 1) as f64)
+                    .unwrap()
+                    .with_id(format!("q{i}"))
+            })
+            .collect();
+        let err = Market::prepare(&allocator, &qs)
+            .check_priceable(&qs)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "query 2 (id \"q2\"): weight = 3e-300 is invalid: is too small to price"
+            ),
+            "{err}"
+        );
     }
 }

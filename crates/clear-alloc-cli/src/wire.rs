@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use clear_alloc::fit::FittedCurve;
-use clear_alloc::{Allocation, Allocator, Decision, Error, Query, Result, ShiftedSurge};
+use clear_alloc::{Allocation, Allocator, Decision, Error, Query, QueryRef, Result, ShiftedSurge};
 
 /// One query as the JSON contract spells it: a threshold plus either `width` and
 /// `ceiling` or `alpha` and `beta`, and optionally `cap`, `weight` and `id`.
@@ -65,11 +65,8 @@ impl QuerySpec {
     /// conflicting; [`Error::InvalidQuery`] naming the query and the field that is out
     /// of its domain.
     pub fn to_query(&self, index: usize) -> Result<Query> {
-        let missing = |field: &'static str, reason: &'static str| Error::MissingField {
-            index: Some(index),
-            id: self.id.clone(),
-            field,
-            reason,
+        let missing = |field: &'static str, reason: &'static str| {
+            Error::missing_field(Some(QueryRef::at(index, self.id.as_deref())), field, reason)
         };
         let threshold = self
             .threshold
@@ -104,8 +101,10 @@ impl QuerySpec {
                 ))
             }
         }
-        .map_err(|e| e.for_query(index, self.id.as_deref()))?;
-        let mut query = Query::new(curve).with_weight(self.weight.unwrap_or(1.0));
+        .map_err(|e| e.for_query(QueryRef::at(index, self.id.as_deref())))?;
+        let mut query = Query::new(curve)
+            .with_weight(self.weight.unwrap_or(1.0))
+            .map_err(|e| e.for_query(QueryRef::at(index, self.id.as_deref())))?;
         if let Some(cap) = self.cap {
             query = query.with_cap(cap);
         }
@@ -176,20 +175,18 @@ impl AllocationRequest {
             (Some(budget), None) => allocator.allocate(&queries, budget)?,
             (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
             (Some(_), Some(_)) => {
-                return Err(Error::MissingField {
-                    index: None,
-                    id: None,
-                    field: "price",
-                    reason: "conflicts with budget: give exactly one of budget and price",
-                })
+                return Err(Error::missing_field(
+                    None,
+                    "price",
+                    "conflicts with budget: give exactly one of budget and price",
+                ))
             }
             (None, None) => {
-                return Err(Error::MissingField {
-                    index: None,
-                    id: None,
-                    field: "budget",
-                    reason: "is missing: give a budget (tokens) or a price (utility per token)",
-                })
+                return Err(Error::missing_field(
+                    None,
+                    "budget",
+                    "is missing: give a budget (tokens) or a price (utility per token)",
+                ))
             }
         };
         Ok(AllocationResponse::new(&queries, &allocation))
@@ -243,7 +240,7 @@ impl AllocationResponse {
                 .iter()
                 .zip(allocation.queries())
                 .map(|(q, a)| QueryGrant {
-                    id: q.id.clone(),
+                    id: q.id().map(str::to_owned),
                     tokens: a.tokens,
                     utility: a.utility,
                     abandoned: a.tokens == 0,
@@ -270,10 +267,10 @@ mod tests {
         assert!(matches!(
             err,
             Error::MissingField {
-                index: Some(2),
+                query: Some(ref q),
                 field: "ceiling",
                 ..
-            }
+            } if q.index == Some(2)
         ));
         assert_eq!(
             err.to_string(),

@@ -52,9 +52,11 @@ fn exact(c: &mut Criterion) {
             .generate()
             .unwrap();
         let budget = 1500 * queries as u64;
-        let dp = ExactOptimum::new(grid)
-            .unwrap()
-            .with_default_cap(stream.cap());
+        let dp = ExactOptimum::builder()
+            .grid(grid)
+            .default_cap(stream.cap())
+            .build()
+            .unwrap();
         group.bench_with_input(
             BenchmarkId::new(format!("{queries}q-1500tpq"), format!("grid{grid}")),
             &stream,

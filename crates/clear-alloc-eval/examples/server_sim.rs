@@ -255,7 +255,7 @@ fn serve(server: &mut dyn Server, requests: &[Request]) -> Vec<WindowStats> {
         let s = &mut stats[request.window];
         s.requests += 1;
         s.correct += request.correct(grant) as usize;
-        s.expected += request.query.curve.utility(grant as f64);
+        s.expected += request.query.curve().utility(grant as f64);
         s.used += used;
         s.abandoned += (grant == 0) as usize;
         let finish = request.arrival + used as f64 / DECODE_PER_SEC;

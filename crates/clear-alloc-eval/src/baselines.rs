@@ -80,11 +80,7 @@ impl Default for Grid {
 impl Grid {
     fn with_granularity(self, tokens: u64, option: &'static str) -> Result<Self> {
         if tokens == 0 {
-            return Err(Error::InvalidOption {
-                option,
-                value: 0.0,
-                reason: "must be >= 1",
-            });
+            return Err(Error::invalid_option(option, 0.0, "must be >= 1"));
         }
         Ok(Grid {
             granularity: tokens,
@@ -94,21 +90,12 @@ impl Grid {
 
     /// The query's cap rounded down to the granularity (as [`Allocator::cap_of`]).
     fn cap_of(&self, query: &Query) -> u64 {
-        self.round_down(query.cap.unwrap_or(self.default_cap))
+        self.round_down(query.cap().unwrap_or(self.default_cap))
     }
 
     /// `tokens` rounded down to a multiple of the granularity.
     fn round_down(&self, tokens: u64) -> u64 {
         tokens - tokens % self.granularity
-    }
-
-    /// Checks every query before any work, so that a bad one is reported with its
-    /// index and id exactly as [`Allocator::allocate`] reports it.
-    fn validate(queries: &[Query]) -> Result<()> {
-        queries
-            .iter()
-            .enumerate()
-            .try_for_each(|(index, query)| query.validate(index))
     }
 
     fn finish(&self, queries: &[Query], grants: Vec<u64>, budget: u64) -> Result<Allocation> {
@@ -160,7 +147,6 @@ impl AllocationPolicy for Uniform {
     }
 
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        Grid::validate(queries)?;
         let share = match queries.len() as u64 {
             0 => 0,
             n => self.grid.round_down(budget / n),
@@ -223,9 +209,8 @@ impl AllocationPolicy for Proportional {
     }
 
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        Grid::validate(queries)?;
         let caps: Vec<f64> = queries.iter().map(|q| self.grid.cap_of(q) as f64).collect();
-        let thresholds: Vec<f64> = queries.iter().map(|q| q.curve.threshold()).collect();
+        let thresholds: Vec<f64> = queries.iter().map(|q| q.curve().threshold()).collect();
         if thresholds.iter().all(|&t| t == 0.0) {
             return Uniform { grid: self.grid }.allocate(queries, budget);
         }
@@ -436,22 +421,21 @@ impl AllocationPolicy for GreedyMarginal {
     /// - [`Error::InvalidOption`] (option `step`) when the allocation would take more
     ///   than [`GreedyMarginal::MAX_STEPS`] steps: `min(budget, Σ caps) / step`.
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
-        Grid::validate(queries)?;
         let step = self.grid.granularity;
         let caps: Vec<u64> = queries.iter().map(|q| self.grid.cap_of(q)).collect();
         // Every step spends `step` tokens of the budget and of some cap, so this bounds
         // the loop below; u128 because the caps may sum past u64::MAX.
         let spendable = (budget as u128).min(caps.iter().map(|&c| c as u128).sum());
         if spendable / step as u128 > Self::MAX_STEPS as u128 {
-            return Err(Error::InvalidOption {
-                option: "step",
-                value: step as f64,
-                reason: "too small for the budget: more than GreedyMarginal::MAX_STEPS steps",
-            });
+            return Err(Error::invalid_option(
+                "step",
+                step,
+                "too small for the budget: more than GreedyMarginal::MAX_STEPS steps",
+            ));
         }
         let gain = |i: usize, tokens: u64| {
-            let curve = &queries[i].curve;
-            queries[i].weight
+            let curve = &queries[i].curve();
+            queries[i].weight()
                 * (curve.utility((tokens + step) as f64) - curve.utility(tokens as f64))
         };
         let next_step = |i: usize, tokens: u64| {
@@ -520,11 +504,11 @@ impl AllocationPolicy for Oracle<'_> {
     /// the true curves; otherwise as [`Allocator::allocate`] on the true curves.
     fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
         if queries.len() != self.truth.len() {
-            return Err(Error::InvalidParameter {
-                field: "queries",
-                value: queries.len() as f64,
-                reason: "must be as many as the oracle's true curves",
-            });
+            return Err(Error::invalid_parameter(
+                "queries",
+                queries.len(),
+                "must be as many as the oracle's true curves",
+            ));
         }
         self.allocator.allocate(self.truth, budget)
     }
@@ -534,7 +518,7 @@ impl AllocationPolicy for Oracle<'_> {
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
-    use clear_alloc::ShiftedSurge;
+    use clear_alloc::{QueryRef, ShiftedSurge, Value};
 
     fn query(tau: f64, width: f64, ceiling: f64) -> Query {
         Query::new(ShiftedSurge::new(tau, width, ceiling).unwrap())
@@ -667,7 +651,14 @@ mod tests {
             .allocate(&queries, GreedyMarginal::MAX_STEPS + 1)
             .unwrap_err();
         assert!(
-            matches!(err, Error::InvalidOption { option: "step", value, .. } if value == 1.0),
+            matches!(
+                err,
+                Error::InvalidOption {
+                    option: "step",
+                    value: Value::Integer(1),
+                    ..
+                }
+            ),
             "{err:?}"
         );
         // What bounds the work is the spendable total min(budget, Σ caps), not the
@@ -699,24 +690,19 @@ mod tests {
     }
 
     #[test]
-    fn bad_weights_are_reported_with_index_and_id() {
-        let queries = [
-            query(10.0, 5.0, 1.0),
-            query(10.0, 5.0, 1.0).with_weight(f64::NAN).with_id("q"),
-        ];
-        let policies: [&dyn AllocationPolicy; 3] = [
-            &Uniform::default(),
-            &Proportional::default(),
-            &GreedyMarginal::new(5).unwrap(),
-        ];
-        for policy in policies {
-            let err = policy.allocate(&queries, 100).unwrap_err();
-            assert!(
-                matches!(&err, Error::InvalidQuery { index: 1, field: "weight", id: Some(id), .. } if id == "q"),
-                "{}: {err:?}",
-                policy.name()
-            );
-        }
+    fn bad_weights_are_refused_before_any_policy_sees_them() {
+        // A query is validated when built, so no policy can be handed a bad weight;
+        // a batch names the query by position and id as the allocator's errors do.
+        let err = query(10.0, 5.0, 1.0)
+            .with_id("q")
+            .with_weight(f64::NAN)
+            .unwrap_err()
+            .for_query(QueryRef::at(1, Some("q")));
+        assert!(
+            matches!(&err, Error::InvalidQuery { query, field: "weight", .. }
+                if query.index == Some(1) && query.id.as_deref() == Some("q")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::baselines::{
 };
 use clear_alloc::ShiftedSurge;
 use clear_alloc::{AllocationPolicy, Allocator, Query};
-use clear_alloc::{Error, Result};
+use clear_alloc::{Error, QueryRef, Result};
 
 /// The difficulty class of a query: which pool it was drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,11 +150,7 @@ impl Pool {
         ];
         for (option, value, ok, reason) in checks {
             if !ok {
-                return Err(Error::InvalidOption {
-                    option,
-                    value,
-                    reason,
-                });
+                return Err(Error::invalid_option(option, value, reason));
             }
         }
         Ok(())
@@ -167,10 +163,12 @@ impl Pool {
         let z_width: f64 = rng.sample(StandardNormal);
         let m = self.ceiling_mean;
         let k = self.ceiling_concentration;
-        let ceilings = Beta::new(m * k, (1.0 - m) * k).map_err(|_| Error::InvalidOption {
-            option: "pool.ceiling_concentration",
-            value: k,
-            reason: "gives no valid Beta distribution with this mean",
+        let ceilings = Beta::new(m * k, (1.0 - m) * k).map_err(|_| {
+            Error::invalid_option(
+                "pool.ceiling_concentration",
+                k,
+                "gives no valid Beta distribution with this mean",
+            )
         })?;
         let ceiling: f64 = ceilings.sample(rng);
         ShiftedSurge::new(
@@ -340,11 +338,11 @@ impl StreamConfig {
         positive("queries", self.queries as u64)?;
         positive("cap", self.cap)?;
         if !(self.threshold_noise.is_finite() && self.threshold_noise >= 0.0) {
-            return Err(Error::InvalidOption {
-                option: "threshold_noise",
-                value: self.threshold_noise,
-                reason: "must be finite and >= 0",
-            });
+            return Err(Error::invalid_option(
+                "threshold_noise",
+                self.threshold_noise,
+                "must be finite and >= 0",
+            ));
         }
         self.pools.iter().try_for_each(Pool::validate)?;
         if let Some(&scale) = self
@@ -387,7 +385,7 @@ impl StreamConfig {
             let id = format!("{}-{index}", self.mix.name());
             let prediction = shape
                 .with_threshold(guess)
-                .map_err(|e| e.for_query(index, Some(&id)))?;
+                .map_err(|e| e.for_query(QueryRef::at(index, Some(&id))))?;
             truth.push(Query::new(curve).with_cap(self.cap).with_id(id.clone()));
             predicted.push(Query::new(prediction).with_cap(self.cap).with_id(id));
         }
@@ -511,11 +509,11 @@ pub fn evaluate(
     let budget =
         tokens_per_query
             .checked_mul(stream.len() as u64)
-            .ok_or(Error::InvalidParameter {
-                field: "tokens_per_query",
-                value: tokens_per_query as f64,
-                reason: "times the number of queries overflows u64",
-            })?;
+            .ok_or(Error::invalid_parameter(
+                "tokens_per_query",
+                tokens_per_query,
+                "times the number of queries overflows u64",
+            ))?;
     let allocation = policy.allocate(stream.predicted(), budget)?;
     let accuracies: Vec<f64> = stream
         .truth()
@@ -525,7 +523,7 @@ pub fn evaluate(
             if tokens == 0 {
                 0.0
             } else {
-                q.curve.utility(tokens as f64)
+                q.curve().utility(tokens as f64)
             }
         })
         .collect();
@@ -628,11 +626,11 @@ impl Sweep {
     /// [`Error::InvalidOption`] when the list of budgets is empty.
     pub fn new(tokens_per_query: Vec<u64>) -> Result<Self> {
         if tokens_per_query.is_empty() {
-            return Err(Error::InvalidOption {
-                option: "budgets",
-                value: 0.0,
-                reason: "must list at least one budget",
-            });
+            return Err(Error::invalid_option(
+                "budgets",
+                0.0,
+                "must list at least one budget",
+            ));
         }
         Ok(Sweep {
             budgets: tokens_per_query,
@@ -695,7 +693,12 @@ impl Sweep {
             Method::NoAbandonment => Box::new(NoAbandonment::new(clear())?),
             Method::Clear => Box::new(clear().build()?),
             Method::Oracle => Box::new(Oracle::new(clear().build()?, stream.truth())),
-            Method::Exact => Box::new(ExactOptimum::new(self.exact_grid)?.with_default_cap(cap)),
+            Method::Exact => Box::new(
+                ExactOptimum::builder()
+                    .grid(self.exact_grid)
+                    .default_cap(cap)
+                    .build()?,
+            ),
         })
     }
 
@@ -722,11 +725,7 @@ impl Sweep {
 /// `value` when it is at least 1, else an [`Error::InvalidOption`] naming `option`.
 fn positive(option: &'static str, value: u64) -> Result<u64> {
     if value == 0 {
-        Err(Error::InvalidOption {
-            option,
-            value: 0.0,
-            reason: "must be >= 1",
-        })
+        Err(Error::invalid_option(option, 0.0, "must be >= 1"))
     } else {
         Ok(value)
     }
@@ -771,7 +770,7 @@ mod tests {
             .filter(|&&d| d == Difficulty::Hard)
             .count();
         assert_eq!(hard, 350);
-        assert!(stream.truth().iter().all(|q| q.cap == Some(4096)));
+        assert!(stream.truth().iter().all(|q| q.cap() == Some(4096)));
         assert_eq!(stream.predicted().len(), 500);
     }
 
@@ -787,8 +786,8 @@ mod tests {
         assert_eq!(noisy.truth(), exact.truth());
         assert_eq!(noisy.outcome_draws(), exact.outcome_draws());
         for (t, p) in noisy.truth().iter().zip(noisy.predicted()) {
-            assert_eq!(t.curve.width(), p.curve.width());
-            assert_ne!(t.curve.threshold(), p.curve.threshold());
+            assert_eq!(t.curve().width(), p.curve().width());
+            assert_ne!(t.curve().threshold(), p.curve().threshold());
         }
     }
 
@@ -806,7 +805,7 @@ mod tests {
             .truth()
             .iter()
             .zip(stream.predicted())
-            .map(|(t, p)| (p.curve.threshold() / t.curve.threshold()).ln())
+            .map(|(t, p)| (p.curve().threshold() / t.curve().threshold()).ln())
             .collect();
         let mean = logs.iter().sum::<f64>() / logs.len() as f64;
         let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64;
@@ -822,8 +821,8 @@ mod tests {
             .unwrap();
         for (p, d) in stream.predicted().iter().zip(stream.difficulties()) {
             let pool = [Pool::EASY, Pool::MEDIUM, Pool::HARD][*d as usize];
-            assert_relative_eq!(p.curve.width(), pool.width, max_relative = 1e-12);
-            assert_relative_eq!(p.curve.ceiling(), pool.ceiling_mean, max_relative = 1e-12);
+            assert_relative_eq!(p.curve().width(), pool.width, max_relative = 1e-12);
+            assert_relative_eq!(p.curve().ceiling(), pool.ceiling_mean, max_relative = 1e-12);
         }
     }
 
@@ -937,7 +936,7 @@ mod tests {
             .threshold_noise(1.0)
             .generate()
             .unwrap();
-        let truth = stream.truth()[0].curve;
+        let truth = stream.truth()[0].curve();
         let eval = evaluate(&Uniform::default(), &stream, 1000).unwrap();
         assert_relative_eq!(
             eval.expected_accuracy,

@@ -35,7 +35,13 @@ fn policies(g: u64) -> Vec<Box<dyn AllocationPolicy>> {
         Box::new(GreedyMarginal::new(g).unwrap().with_default_cap(2000)),
         Box::new(NoAbandonment::new(clear()).unwrap()),
         Box::new(clear().build().unwrap()),
-        Box::new(ExactOptimum::new(g).unwrap().with_default_cap(2000)),
+        Box::new(
+            ExactOptimum::builder()
+                .grid(g)
+                .default_cap(2000)
+                .build()
+                .unwrap(),
+        ),
     ]
 }
 
@@ -60,9 +66,9 @@ proptest! {
             prop_assert!(a.total_tokens() <= budget, "{}", policy.name());
             prop_assert_eq!(a.queries().len(), queries.len());
             for (q, r) in queries.iter().zip(a.queries()) {
-                prop_assert!(r.tokens <= q.cap.unwrap_or(2000), "{}", policy.name());
+                prop_assert!(r.tokens <= q.cap().unwrap_or(2000), "{}", policy.name());
                 prop_assert_eq!(r.tokens % g, 0, "{}", policy.name());
-                let expected = if r.tokens == 0 { 0.0 } else { q.curve.utility(r.tokens as f64) };
+                let expected = if r.tokens == 0 { 0.0 } else { q.curve().utility(r.tokens as f64) };
                 prop_assert!((r.utility - expected).abs() <= 1e-12, "{}", policy.name());
             }
         }
@@ -97,7 +103,7 @@ proptest! {
         let a = Uniform::new(g).unwrap().with_default_cap(2000).allocate(&queries, budget).unwrap();
         let share = budget / queries.len() as u64 / g * g;
         for (q, t) in queries.iter().zip(a.tokens()) {
-            let cap = q.cap.unwrap_or(2000) / g * g;
+            let cap = q.cap().unwrap_or(2000) / g * g;
             prop_assert_eq!(t, share.min(cap));
         }
     }
@@ -112,8 +118,8 @@ proptest! {
     ) {
         let budget = per_query * queries.len() as u64;
         let a = Proportional::default().with_default_cap(2000).allocate(&queries, budget).unwrap();
-        let thresholds: Vec<f64> = queries.iter().map(|q| q.curve.threshold()).collect();
-        let caps: Vec<u64> = queries.iter().map(|q| q.cap.unwrap_or(2000)).collect();
+        let thresholds: Vec<f64> = queries.iter().map(|q| q.curve().threshold()).collect();
+        let caps: Vec<u64> = queries.iter().map(|q| q.cap().unwrap_or(2000)).collect();
         let tokens: Vec<u64> = a.tokens().collect();
         let free: Vec<usize> = (0..queries.len())
             .filter(|&i| tokens[i] < caps[i] && thresholds[i] > 1.0)
@@ -139,7 +145,7 @@ proptest! {
     ) {
         let budget = per_query * queries.len() as u64;
         let a = GreedyMarginal::new(step).unwrap().with_default_cap(2000).allocate(&queries, budget).unwrap();
-        let room: u64 = queries.iter().map(|q| q.cap.unwrap_or(2000) / step * step).sum();
+        let room: u64 = queries.iter().map(|q| q.cap().unwrap_or(2000) / step * step).sum();
         prop_assert_eq!(a.total_tokens(), (budget / step * step).min(room));
     }
 }
@@ -167,7 +173,9 @@ fn greedy_fails_where_thresholds_bind() {
         curve.utility(390.0),
         max_relative = 1e-12
     );
-    let optimum = ExactOptimum::new(10)
+    let optimum = ExactOptimum::builder()
+        .grid(10)
+        .build()
         .unwrap()
         .allocate(&queries, 4000)
         .unwrap();
@@ -209,9 +217,9 @@ fn no_abandonment_funds_every_query_that_can_meet_the_price() {
     let price = ablation.price().unwrap();
     let (mut at_a_loss, mut below_price) = (0, 0);
     for (q, r) in queries.iter().zip(ablation.queries()) {
-        if q.curve.peak_marginal() > price * (1.0 + 1e-9) {
+        if q.curve().peak_marginal() > price * (1.0 + 1e-9) {
             assert!(r.tokens > 0, "{q:?} meets price {price} but got nothing");
-            at_a_loss += usize::from(q.curve.surplus(r.tokens as f64, price) <= 0.0);
+            at_a_loss += usize::from(q.curve().surplus(r.tokens as f64, price) <= 0.0);
         } else if r.tokens > 0 {
             below_price += 1;
         }
@@ -231,7 +239,13 @@ fn oracle_allocates_on_the_truth() {
         .collect();
     let predicted: Vec<Query> = truth
         .iter()
-        .map(|q| Query::new(q.curve.with_threshold(q.curve.threshold() * 3.0).unwrap()))
+        .map(|q| {
+            Query::new(
+                q.curve()
+                    .with_threshold(q.curve().threshold() * 3.0)
+                    .unwrap(),
+            )
+        })
         .collect();
     let oracle = Oracle::new(Allocator::default(), &truth);
     let a = oracle.allocate(&predicted, 700).unwrap();

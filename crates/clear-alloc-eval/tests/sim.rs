@@ -28,7 +28,7 @@ fn largest_ceiling(stream: &Stream) -> f64 {
     stream
         .truth()
         .iter()
-        .map(|q| q.curve.ceiling())
+        .map(|q| q.curve().ceiling())
         .fold(0.0, f64::max)
 }
 
@@ -217,7 +217,7 @@ fn sampled_accuracy_agrees_with_the_expectation() {
                 .truth()
                 .iter()
                 .zip(a.tokens())
-                .map(|(q, t)| q.curve.utility(t as f64))
+                .map(|(q, t)| q.curve().utility(t as f64))
                 .map(|p| p * (1.0 - p))
                 .sum();
             let sd = variance.sqrt() / s.len() as f64;

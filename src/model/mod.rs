@@ -20,13 +20,13 @@
 //! (is the surplus at `b*` positive?) needs no further exponential, which keeps the
 //! allocator's per-query loop down to one W₋₁ evaluation.
 
-use crate::error::{Error, Result};
+use crate::error::{self, Result, Subject};
 
 #[cfg(feature = "serde")]
 mod serialize;
 
 /// `1/e`, the largest value of `z e^(−z)`.
-const INV_E: f64 = 1.0 / std::f64::consts::E;
+pub(crate) const INV_E: f64 = 1.0 / std::f64::consts::E;
 
 /// One query's shifted-surge accuracy curve: zero up to the emergence threshold τ,
 /// then a surge of width `w = 1/β`, then diminishing returns up to the ceiling
@@ -65,36 +65,19 @@ pub enum Phase {
     Ample,
 }
 
-/// `value` must be finite and ≥ 0.
+/// A curve parameter must be finite and ≥ 0.
 fn non_negative(field: &'static str, value: f64) -> Result<()> {
-    check(
-        field,
-        value,
-        value.is_finite() && value >= 0.0,
-        "must be finite and >= 0",
-    )
+    error::non_negative(Subject::Parameter, field, value)
 }
 
-/// `value` must be finite and > 0.
+/// A curve parameter must be finite and > 0.
 fn positive(field: &'static str, value: f64) -> Result<()> {
-    check(
-        field,
-        value,
-        value.is_finite() && value > 0.0,
-        "must be finite and > 0",
-    )
+    error::positive(Subject::Parameter, field, value)
 }
 
+/// A curve parameter must satisfy `ok`.
 fn check(field: &'static str, value: f64, ok: bool, reason: &'static str) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidParameter {
-            field,
-            value,
-            reason,
-        })
-    }
+    error::ensure(ok, Subject::Parameter, field, value, reason)
 }
 
 impl ShiftedSurge {
@@ -103,7 +86,7 @@ impl ShiftedSurge {
     /// tokens).
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] naming the field when a value is NaN, infinite, or
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the field when a value is NaN, infinite, or
     /// out of its domain, or when the width is so small that the peak marginal utility
     /// `p/(w e)` overflows.
     pub fn new(threshold: f64, width: f64, ceiling: f64) -> Result<Self> {
@@ -124,7 +107,7 @@ impl ShiftedSurge {
     /// surge rate β > 0 (1/tokens). The ceiling is `α/β²`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] naming the field when a value is NaN, infinite or out
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the field when a value is NaN, infinite or out
     /// of its domain, or when `α/β²` or `α/(βe)` overflows.
     pub fn from_alpha_beta(threshold: f64, alpha: f64, beta: f64) -> Result<Self> {
         non_negative("threshold", threshold)?;
@@ -171,7 +154,7 @@ impl ShiftedSurge {
     /// path of the paper, where only τ is predicted per query.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] when `threshold` is NaN, infinite or negative.
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) when `threshold` is NaN, infinite or negative.
     pub fn with_threshold(&self, threshold: f64) -> Result<Self> {
         non_negative("threshold", threshold)?;
         Ok(ShiftedSurge { threshold, ..*self })
@@ -232,7 +215,7 @@ impl ShiftedSurge {
     }
 
     /// `z = β · max(0, b − τ)`.
-    fn z(&self, budget: f64) -> f64 {
+    pub(crate) fn z(&self, budget: f64) -> f64 {
         self.beta * (budget - self.threshold).max(0.0)
     }
 
@@ -265,7 +248,7 @@ impl ShiftedSurge {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] unless `0 ≤ fraction < 1`.
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) unless `0 ≤ fraction < 1`.
     pub fn budget_for_fraction(&self, fraction: f64) -> Result<f64> {
         check(
             "fraction",
@@ -296,49 +279,6 @@ impl ShiftedSurge {
     /// The surplus `U(b) − λ b` of spending `b` tokens at price λ per token.
     pub fn surplus(&self, budget: f64, price: f64) -> f64 {
         self.utility(budget) - price * budget
-    }
-
-    /// The best response to price λ ≥ 0 under a cap (SPEC §3): the budget in
-    /// `[0, cap]` that maximises the surplus `U(b) − λb`, which is 0 (rational
-    /// abandonment) unless the best candidate's surplus is positive.
-    ///
-    /// ```
-    /// # use clear_alloc::ShiftedSurge;
-    /// let curve = ShiftedSurge::from_alpha_beta(200.0, 1.5, 1.0 / 200.0)?;
-    /// let b = curve.best_response(60.0, 4096.0)?;
-    /// assert!((b - 708.5).abs() < 0.1); // φ(b) = 60 on the concave branch
-    /// assert_eq!(curve.best_response(1e6, 4096.0)?, 0.0); // too expensive: abandoned
-    /// # Ok::<(), clear_alloc::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] when the price or the cap is NaN, infinite or
-    /// negative.
-    pub fn best_response(&self, price: f64, cap: f64) -> Result<f64> {
-        non_negative("price", price)?;
-        non_negative("cap", cap)?;
-        Ok(Bidder::new(self, 1.0, cap).bid(price).tokens())
-    }
-
-    /// The abandonment price under a cap: the query's best response is funded at
-    /// prices below it and abandoned at prices at or above it (SPEC §3). It equals the
-    /// best average utility per token, `max_{0 < b ≤ cap} U(b)/b`, reached where the
-    /// tangent from the origin touches the curve; computed by a few Newton steps.
-    ///
-    /// ```
-    /// # use clear_alloc::ShiftedSurge;
-    /// let curve = ShiftedSurge::new(300.0, 100.0, 0.8)?;
-    /// let price = curve.abandonment_price(8192.0)?;
-    /// assert!(curve.best_response(price * 0.999, 8192.0)? > 0.0);
-    /// assert_eq!(curve.best_response(price * 1.001, 8192.0)?, 0.0);
-    /// # Ok::<(), clear_alloc::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] when the cap is NaN, infinite or negative.
-    pub fn abandonment_price(&self, cap: f64) -> Result<f64> {
-        non_negative("cap", cap)?;
-        Ok(Bidder::new(self, 1.0, cap).abandonment_price())
     }
 }
 
@@ -398,279 +338,10 @@ pub(crate) fn surge_z(r: f64) -> f64 {
     }
 }
 
-/// One query's demand at a price, as the allocator sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Bid {
-    /// Best response is 0 tokens.
-    Out,
-    /// Best response is the cap.
-    AtCap(f64),
-    /// Best response is the stationary point; `z = β(b* − τ)` gives the slope.
-    Interior { tokens: f64, z: f64, beta: f64 },
-}
-
-impl Bid {
-    pub(crate) fn tokens(self) -> f64 {
-        match self {
-            Bid::Out => 0.0,
-            Bid::AtCap(cap) => cap,
-            Bid::Interior { tokens, .. } => tokens,
-        }
-    }
-
-    /// `d tokens / d ln λ` (≤ 0): the slope the price search's Newton step uses.
-    pub(crate) fn log_price_slope(self) -> f64 {
-        match self {
-            Bid::Interior { z, beta, .. } => z / (beta * (1.0 - z)),
-            _ => 0.0,
-        }
-    }
-}
-
-/// A curve with its weight and cap folded into the constants the best response needs,
-/// computed once so that a bid at a price costs at most one W₋₁ evaluation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Bidder {
-    threshold: f64,
-    beta: f64,
-    /// `weight · p · β`: the marginal is `scale · z e^(−z)`.
-    scale: f64,
-    cap: f64,
-    /// At prices up to this one the cap is the only funded candidate: +∞ when the cap
-    /// is at or before the inflection point, else the marginal at the cap.
-    cap_regime_until: f64,
-    /// `weight · U(cap) / cap`: the cap is funded below this price.
-    cap_price: f64,
-    /// `weight · φ(cap)`: the marginal utility of the last token of the cap.
-    cap_marginal: f64,
-}
-
-/// How a query responds to a price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BidRule {
-    /// Best response with rational abandonment: funded only at a positive surplus.
-    Rational,
-    /// No abandonment: the query buys up to where its marginal utility meets the price
-    /// whenever it can (the paper's "CLEAR without abandonment" ablation).
-    KeepAll,
-}
-
-impl Bidder {
-    /// `weight` must be finite and ≥ 0 and `cap` finite and ≥ 0 (the caller checks).
-    pub(crate) fn new(curve: &ShiftedSurge, weight: f64, cap: f64) -> Bidder {
-        // Grouped so that a large weight and a small width cannot overflow on the way.
-        let scale = weight * (curve.ceiling * curve.beta);
-        let z_cap = curve.z(cap);
-        let (cdf_cap, density_cap) = surge_cdf_and_density(z_cap);
-        let cap_marginal = scale * density_cap;
-        let cap_regime_until = if z_cap <= 1.0 {
-            f64::INFINITY
-        } else {
-            cap_marginal
-        };
-        let cap_price = if cap > 0.0 {
-            weight * curve.ceiling * cdf_cap / cap
-        } else {
-            0.0
-        };
-        Bidder {
-            threshold: curve.threshold,
-            beta: curve.beta,
-            scale,
-            cap,
-            cap_regime_until,
-            cap_price,
-            cap_marginal,
-        }
-    }
-
-    pub(crate) fn cap(&self) -> f64 {
-        self.cap
-    }
-
-    pub(crate) fn threshold(&self) -> f64 {
-        self.threshold
-    }
-
-    /// The `(scale, β)` pair that fixes the shape of the marginal; queries sharing it
-    /// share `z(λ)`.
-    pub(crate) fn shape(&self) -> (f64, f64) {
-        (self.scale, self.beta)
-    }
-
-    /// Whether anything is worth buying at all: `U(cap) > 0`.
-    pub(crate) fn fundable(&self) -> bool {
-        self.cap_price > 0.0
-    }
-
-    /// The largest price at which this query can be funded (all bids at or above it
-    /// are `Out`): the peak marginal, or the cap price when the cap decides.
-    pub(crate) fn max_price(&self) -> f64 {
-        if self.cap_regime_until.is_infinite() {
-            self.cap_price
-        } else {
-            (self.scale * INV_E).max(self.cap_price)
-        }
-    }
-
-    /// Best response at `price` (with rational abandonment).
-    #[inline]
-    pub(crate) fn bid(&self, price: f64) -> Bid {
-        self.bid_with(price, BidRule::Rational, || surge_z(price / self.scale))
-    }
-
-    /// Demand at `price` under `rule`.
-    #[inline]
-    pub(crate) fn bid_by(&self, price: f64, rule: BidRule) -> Bid {
-        self.bid_with(price, rule, || surge_z(price / self.scale))
-    }
-
-    /// Demand at `price` under `rule`, with `z(λ)` supplied lazily (the allocator
-    /// shares it between queries of the same shape).
-    #[inline]
-    pub(crate) fn bid_with(&self, price: f64, rule: BidRule, z_at: impl FnOnce() -> f64) -> Bid {
-        let rational = rule == BidRule::Rational;
-        if price <= self.cap_regime_until {
-            let affordable = if rational {
-                price < self.cap_price
-            } else {
-                price < self.cap_marginal || self.cap_regime_until.is_finite()
-            };
-            self.at_cap_if(affordable)
-        } else if price < self.scale * INV_E {
-            let z = z_at();
-            let tokens = self.threshold + z / self.beta;
-            if tokens >= self.cap {
-                // The cap comes first after all: far past the inflection its marginal
-                // underflows to 0 (and so can z's argument), which hides the cap regime.
-                return self.at_cap_if(!rational || price < self.cap_price);
-            }
-            let r = price / self.scale;
-            // Surplus at b* is positive ⇔ e^z > 1 + (1 + βτ) z + z², and e^z = z/r.
-            let t = self.beta * self.threshold;
-            if !rational || z / r > 1.0 + (1.0 + t) * z + z * z {
-                Bid::Interior {
-                    tokens,
-                    z,
-                    beta: self.beta,
-                }
-            } else {
-                Bid::Out
-            }
-        } else {
-            Bid::Out
-        }
-    }
-
-    /// The cap if it is affordable and buys anything, else nothing.
-    fn at_cap_if(&self, affordable: bool) -> Bid {
-        if affordable && self.cap_price > 0.0 {
-            Bid::AtCap(self.cap)
-        } else {
-            Bid::Out
-        }
-    }
-
-    /// The largest price at which `rule` funds this query.
-    pub(crate) fn max_price_under(&self, rule: BidRule) -> f64 {
-        match rule {
-            BidRule::Rational => self.max_price(),
-            BidRule::KeepAll if self.cap_regime_until.is_infinite() => self.cap_marginal,
-            BidRule::KeepAll => self.scale * INV_E,
-        }
-    }
-
-    /// Demand on the concave branch at `price`, ignoring abandonment (used to spend a
-    /// leftover among queries that are already funded).
-    pub(crate) fn bid_funded(&self, price: f64) -> Bid {
-        if price <= self.cap_regime_until {
-            Bid::AtCap(self.cap)
-        } else if price < self.scale * INV_E {
-            let z = surge_z(price / self.scale);
-            let tokens = self.threshold + z / self.beta;
-            if tokens >= self.cap {
-                return Bid::AtCap(self.cap);
-            }
-            Bid::Interior {
-                tokens,
-                z,
-                beta: self.beta,
-            }
-        } else {
-            // Unreachable for a query funded at some price above this one: funded
-            // queries are re-priced only downwards.
-            Bid::Out
-        }
-    }
-
-    /// The bid of a funded query whose best response is `tokens` (its cap, or a
-    /// stationary point), rebuilt without a W₋₁ evaluation.
-    pub(crate) fn funded_bid_at(&self, tokens: f64) -> Bid {
-        if tokens >= self.cap {
-            Bid::AtCap(self.cap)
-        } else {
-            Bid::Interior {
-                tokens,
-                z: self.beta * (tokens - self.threshold),
-                beta: self.beta,
-            }
-        }
-    }
-
-    /// The price at which the best response switches from funded to abandoned.
-    pub(crate) fn abandonment_price(&self) -> f64 {
-        self.abandonment_price_within(self.cap)
-    }
-
-    /// The abandonment price if no more than `limit` tokens could be granted: the best
-    /// weighted average utility per token, `max_{0 < b ≤ min(cap, limit)} w·U(b)/b`.
-    /// A query is solvent at λ exactly when some grant's average utility exceeds λ.
-    pub(crate) fn abandonment_price_within(&self, limit: f64) -> f64 {
-        let limit = self.cap.min(limit);
-        if limit <= self.threshold || self.scale == 0.0 {
-            return 0.0;
-        }
-        // The average U(b)/b rises until it meets the marginal φ(b) (the tangent from
-        // the origin) and falls after.
-        let z = tangent_z(self.beta * self.threshold);
-        let tangent = self.threshold + z / self.beta;
-        if tangent <= limit {
-            self.scale * surge_density(z)
-        } else {
-            self.scale / self.beta * surge_cdf(self.beta * (limit - self.threshold)) / limit
-        }
-    }
-}
-
-/// The positive root of `e^z = 1 + (1 + t) z + z²`: where the tangent from the origin
-/// touches a curve whose threshold is `t` widths (`t = βτ`), in units of the width.
-///
-/// Newton's method on `f(z) = z − ln(1 + (1 + t) z + z²)`, started from one
-/// fixed-point step off `2 + ln(1 + t)`, which lands within 0.15 of the root and right
-/// of the minimum of `f` at `z ≈ 1` (so the iteration cannot fall back to the trivial
-/// root `z = 0`); three or four steps then reach full precision.
-pub(crate) fn tangent_z(t: f64) -> f64 {
-    if !t.is_finite() {
-        return f64::INFINITY;
-    }
-    let seed = 2.0 + t.ln_1p();
-    let mut z = (1.0 + (1.0 + t) * seed + seed * seed).ln();
-    for _ in 0..100 {
-        let q = 1.0 + (1.0 + t) * z + z * z;
-        let f = z - q.ln();
-        let slope = 1.0 - ((1.0 + t) + 2.0 * z) / q;
-        let step = f / slope;
-        z -= step;
-        if step.abs() <= 1e-14 * z {
-            break;
-        }
-    }
-    z
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use approx::assert_relative_eq;
 
     fn paper() -> ShiftedSurge {
@@ -859,24 +530,6 @@ mod tests {
         assert!(c.best_response(f64::NAN, 1.0).is_err());
         assert!(c.best_response(1.0, -1.0).is_err());
     }
-
-    #[test]
-    fn tangent_point_solves_its_equation() {
-        // t = 1: e^z = (1 + z)² ⇔ z = 2 ln(1 + z), root 2.51286241725…
-        approx::assert_relative_eq!(
-            tangent_z(1.0),
-            2.512_862_417_252_339_5,
-            max_relative = 1e-13
-        );
-        for t in [0.0, 1e-9, 0.3, 7.0, 1e4, 1e12, 1e200] {
-            let z = tangent_z(t);
-            let q = 1.0 + (1.0 + t) * z + z * z;
-            assert!((z - q.ln()).abs() <= 1e-12 * z, "t = {t}: z = {z}");
-            assert!(z > 1.0);
-        }
-        assert!(tangent_z(f64::INFINITY).is_infinite());
-    }
-
     #[test]
     fn abandonment_price_has_zero_surplus() {
         let c = ShiftedSurge::new(300.0, 100.0, 0.8).unwrap();

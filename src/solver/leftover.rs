@@ -1,0 +1,605 @@
+//! The leftover step (SPEC §4.2): the feasible end of the price bracket leaves part
+//! of the budget unspent, because demand jumps where queries are abandoned. The
+//! queries that become solvent together inside the bracket are funded, most solvent
+//! first, while they fit; the price is re-cleared among the funded queries alone
+//! (their marginal utility falls to the *marginal price*); and a small search adds
+//! queries one move at a time — one takes what is left, or joins (in small batches
+//! also replaces the least solvent) with the price re-cleared among all — keeping a
+//! move only if the batch's utility rises.
+
+use super::bid::BidRule;
+use super::market::{Cleared, Market};
+use super::search::{Bracket, Point};
+use super::{scatter, total_utility_of, utility_of, Allocator, Query};
+
+/// A candidate allocation during the leftover step.
+#[derive(Clone)]
+pub(super) struct Plan {
+    pub grants: Vec<u64>,
+    pub marginal_price: f64,
+    pub funded: Vec<usize>,
+    /// Queries added by the leftover step.
+    pub edges: Vec<usize>,
+    /// Queries solvent at the price that the leftover step dropped for an edge query.
+    pub displaced: Vec<usize>,
+}
+
+/// How hard the leftover step searches. In a small batch one query is a large share
+/// of the utility and a search is cheap, so it gets the full search; in a large one
+/// an edge query is worth little and every try costs a pass, so one quick round.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EdgeEffort {
+    /// Moves applied one after another.
+    rounds: usize,
+    /// First moves each followed to the end (near-ties between them are common when
+    /// the budget covers only a few queries).
+    branches: usize,
+    /// Whether a move may also drop the least solvent funded query.
+    swaps: bool,
+    /// Up to this many candidates, every one is tried.
+    exhaustive: usize,
+    /// Candidates tried per ranking otherwise.
+    tries: usize,
+    /// Whether candidates are also ranked by surplus at the marginal price, besides
+    /// solvency.
+    both_rankings: bool,
+}
+
+impl EdgeEffort {
+    /// Batches up to this size get the full search.
+    pub const SMALL_BATCH: usize = 64;
+
+    pub fn for_batch(n: usize) -> Self {
+        if n <= Self::SMALL_BATCH {
+            EdgeEffort {
+                rounds: 8,
+                branches: 6,
+                swaps: true,
+                exhaustive: 16,
+                tries: 3,
+                both_rankings: true,
+            }
+        } else {
+            EdgeEffort {
+                rounds: 1,
+                branches: 1,
+                swaps: false,
+                exhaustive: 0,
+                tries: 3,
+                both_rankings: false,
+            }
+        }
+    }
+}
+
+/// Everything one leftover step reads: the batch, its prepared market, the budget
+/// and the clearing price, where every re-clear starts.
+pub(super) struct Leftover<'a> {
+    pub allocator: &'a Allocator,
+    pub queries: &'a [Query],
+    pub market: &'a Market,
+    pub budget: u64,
+    /// `ln` of the clearing price.
+    pub start_log_price: f64,
+    pub effort: EdgeEffort,
+}
+
+/// The leftover step's result.
+pub(super) struct Spent {
+    pub plan: Plan,
+    pub passes: usize,
+}
+
+impl Leftover<'_> {
+    /// Spends the leftover of a cleared market: funds the queries that fit, re-clears
+    /// the price among them, and tries funding more (the no-abandonment ablation keeps
+    /// its pure rule and only hands out what is left), keeping each move that raises
+    /// the batch's utility.
+    pub fn spend(&self, cleared: &Cleared) -> Spent {
+        let market = self.market;
+        let (funded, left_out) = self.funded_set(cleared);
+        let (marginal, spent, mut passes) = self.reclear(&funded, Some(&cleared.hi_tokens));
+        let mut tokens = vec![0.0; market.len()];
+        scatter(&mut tokens, &funded, &spent);
+        let grants = self.allocator.round(market, &tokens, Some(self.budget));
+        let candidates = if market.len() <= EdgeEffort::SMALL_BATCH {
+            (0..market.len())
+                .filter(|i| funded.binary_search(i).is_err())
+                .collect()
+        } else {
+            left_out
+        };
+        let mut plan = Plan {
+            grants,
+            marginal_price: marginal,
+            funded,
+            edges: Vec::new(),
+            displaced: Vec::new(),
+        };
+        passes += self.add_edges(&mut plan, candidates);
+        Spent { plan, passes }
+    }
+
+    /// The funded set after clearing: the queries funded at the feasible end of the
+    /// bracket, plus — most solvent first, while their bids fit in the budget — those
+    /// that become funded only inside the bracket. Several queries can cross into
+    /// solvency at one price (identical queries always do), and a price alone cannot
+    /// fund some of them and not others. Also returns the ones that did not fit, in no
+    /// particular order.
+    fn funded_set(&self, cleared: &Cleared) -> (Vec<usize>, Vec<usize>) {
+        let market = self.market;
+        let n = market.len();
+        let mut funded: Vec<usize> = (0..n).filter(|&i| cleared.hi_tokens[i] > 0.0).collect();
+        let Some(lo) = &cleared.lo_tokens else {
+            return (funded, Vec::new());
+        };
+        // Only bids that fit the room can be funded; most solvent (highest abandonment
+        // price) first among those.
+        let mut room = self.budget as f64 - cleared.hi.tokens;
+        let mut left_out = Vec::new();
+        let mut fitting = Vec::new();
+        for i in (0..n).filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0) {
+            if lo[i] <= room {
+                fitting.push((market.bidders[i].abandonment_price(), i));
+            } else {
+                left_out.push(i);
+            }
+        }
+        fitting.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, i) in fitting {
+            if lo[i] <= room {
+                room -= lo[i];
+                funded.push(i);
+            } else {
+                left_out.push(i);
+            }
+        }
+        funded.sort_unstable();
+        (funded, left_out)
+    }
+
+    /// The queries to try funding on top of the funded set. All of `candidates` when
+    /// there are few (see [`EdgeEffort`]); otherwise the most solvent given the budget
+    /// (highest abandonment price with the budget as a cap) and, in small batches, also
+    /// those with the largest surplus at `marginal_price` — two rankings, because the
+    /// most solvent query may need tokens that only a costly squeeze of the others
+    /// could free. Candidates whose utility could not matter are left out.
+    fn edge_candidates(&self, candidates: &[usize], marginal_price: f64) -> Vec<usize> {
+        let (queries, market, effort) = (self.queries, self.market, self.effort);
+        let budget = self.budget as f64;
+        // Funding one query gains at most its utility; below this share of what the
+        // budget is worth at the margin, the extra re-clear is not worth its passes.
+        let negligible = self.allocator.tolerance * marginal_price * budget;
+        let useful: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&j| {
+                // Cheapest bound first: a query's utility never exceeds weight × ceiling.
+                let query = &queries[j];
+                query.weight() * query.curve().ceiling() > negligible
+                    && query.utility(market.bidders[j].cap().min(budget)) > negligible
+            })
+            .collect();
+        if useful.len() <= effort.exhaustive.max(effort.tries) {
+            return useful;
+        }
+        let top = |score: &dyn Fn(usize) -> f64| -> Vec<usize> {
+            let mut scored: Vec<(f64, usize)> = useful.iter().map(|&j| (score(j), j)).collect();
+            scored.select_nth_unstable_by(effort.tries - 1, |a, b| b.0.total_cmp(&a.0));
+            scored[..effort.tries].iter().map(|&(_, j)| j).collect()
+        };
+        let mut picks = top(&|j| market.bidders[j].abandonment_price_within(budget));
+        if !effort.both_rankings {
+            return picks;
+        }
+        let surplus = |j: usize| {
+            let bidder = &market.bidders[j];
+            let grant = bidder
+                .bid_by(marginal_price, BidRule::Rational)
+                .tokens()
+                .min(budget);
+            queries[j].utility(grant) - marginal_price * grant
+        };
+        for j in top(&surplus) {
+            if !picks.contains(&j) {
+                picks.push(j);
+            }
+        }
+        picks
+    }
+
+    /// The leftover step's search (SPEC §4.2). A move tries one of the most promising
+    /// candidates on top of the funded set — or, in small batches, in place of its
+    /// least solvent member — with the price re-cleared among the new set. The search
+    /// follows each of the best first moves greedily for up to [`EdgeEffort::rounds`]
+    /// moves and keeps the best plan. Returns the passes.
+    fn add_edges(&self, plan: &mut Plan, candidates: Vec<usize>) -> usize {
+        let (market, effort) = (self.market, self.effort);
+        let mut passes = 0;
+        let mut first_moves = self.edge_moves(plan, &candidates, &mut passes);
+        first_moves.truncate(effort.branches);
+        let mut best: Option<(f64, Plan)> = None;
+        // In a small batch every query out of the plan is a candidate again, including
+        // one a re-clear has squeezed out; a large batch keeps its short list.
+        let unfunded = |plan: &Plan| -> Vec<usize> {
+            if effort.exhaustive > 0 {
+                (0..market.len())
+                    .filter(|i| !plan.funded.contains(i))
+                    .collect()
+            } else {
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|i| !plan.funded.contains(i))
+                    .collect()
+            }
+        };
+        for (_, mut branch) in first_moves {
+            for _ in 1..effort.rounds {
+                let left = unfunded(&branch);
+                let moves = self.edge_moves(&branch, &left, &mut passes);
+                let Some((_, next)) = moves.into_iter().next() else {
+                    break;
+                };
+                branch = next;
+            }
+            let value = total_utility_of(self.queries, &branch.grants);
+            if value > best.as_ref().map_or(f64::NEG_INFINITY, |b| b.0) {
+                best = Some((value, branch));
+            }
+        }
+        if let Some((_, better)) = best {
+            *plan = better;
+        }
+        passes
+    }
+
+    /// The improving moves from `plan`, best first, each applied to a copy of it.
+    fn edge_moves(
+        &self,
+        plan: &Plan,
+        candidates: &[usize],
+        passes: &mut usize,
+    ) -> Vec<(f64, Plan)> {
+        let (queries, market, effort, budget) =
+            (self.queries, self.market, self.effort, self.budget);
+        let allocator = self.allocator;
+        let weakest = plan
+            .funded
+            .iter()
+            .filter(|_| effort.swaps)
+            .map(|&i| (market.bidders[i].abandonment_price(), i))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, i)| i);
+        let mut moves = Vec::new();
+        let tries = self.edge_candidates(candidates, plan.marginal_price);
+        let used: u128 = plan.grants.iter().map(|&t| t as u128).sum();
+        let rest = u64::try_from((budget as u128).saturating_sub(used)).unwrap_or(u64::MAX);
+        // Re-clearing with a new query is the rational rule's move; the no-abandonment
+        // ablation only hands out what is left.
+        let reclear_moves = allocator.rule == BidRule::Rational;
+        for j in tries {
+            // The free move: j takes what the budget has left, nobody else changes.
+            let leftover_grant = allocator
+                .round_down_whole(rest)
+                .min(market.caps[j])
+                .saturating_add(plan.grants[j])
+                .min(market.caps[j]);
+            let gain =
+                utility_of(&queries[j], leftover_grant) - utility_of(&queries[j], plan.grants[j]);
+            if gain > 0.0 && leftover_grant as f64 > market.bidders[j].threshold() {
+                let mut next = plan.clone();
+                next.grants[j] = leftover_grant;
+                next.funded.push(j);
+                next.edges.push(j);
+                next.displaced.retain(|&i| i != j);
+                moves.push((gain, next));
+            }
+            if !reclear_moves {
+                continue;
+            }
+            for dropped in [None].into_iter().chain(weakest.map(Some)) {
+                let mut set: Vec<usize> = plan
+                    .funded
+                    .iter()
+                    .copied()
+                    .filter(|&i| Some(i) != dropped)
+                    .collect();
+                set.push(j);
+                let (price, spent, extra) = self.reclear(&set, None);
+                *passes += extra;
+                let mut tokens = vec![0.0; market.len()];
+                scatter(&mut tokens, &set, &spent);
+                let mut grants = allocator.round(market, &tokens, Some(budget));
+                self.give_rest(&mut grants, j);
+                let gain: f64 = set
+                    .iter()
+                    .chain(&dropped)
+                    .map(|&i| {
+                        utility_of(&queries[i], grants[i]) - utility_of(&queries[i], plan.grants[i])
+                    })
+                    .sum();
+                if gain > 0.0 {
+                    let mut next = Plan {
+                        grants,
+                        marginal_price: price,
+                        funded: Vec::with_capacity(set.len()),
+                        edges: plan.edges.clone(),
+                        displaced: plan.displaced.clone(),
+                    };
+                    next.edges.push(j);
+                    next.displaced.retain(|&i| i != j);
+                    // The dropped query, and any the re-clear squeezed to nothing, leave
+                    // the plan (and may come back as candidates).
+                    for &i in set.iter().chain(&dropped) {
+                        if next.grants[i] > 0 {
+                            next.funded.push(i);
+                        } else if next.edges.contains(&i) {
+                            next.edges.retain(|&e| e != i);
+                        } else if !next.displaced.contains(&i) {
+                            next.displaced.push(i);
+                        }
+                    }
+                    moves.push((gain, next));
+                }
+            }
+        }
+        moves.sort_by(|a, b| b.0.total_cmp(&a.0));
+        moves
+    }
+
+    /// Hands what the budget has left to query `j`, up to its cap: the re-clear cannot
+    /// place tokens below an edge query's inflection point, where its utility is convex
+    /// and the best use of a small remainder is all of it.
+    fn give_rest(&self, grants: &mut [u64], j: usize) {
+        let (market, budget) = (self.market, self.budget);
+        let used: u128 = grants.iter().map(|&t| t as u128).sum();
+        let rest = u64::try_from((budget as u128).saturating_sub(used)).unwrap_or(u64::MAX);
+        let grant = grants[j]
+            .saturating_add(rest - rest % self.allocator.granularity)
+            .min(market.caps[j]);
+        if grant as f64 > market.bidders[j].threshold() {
+            grants[j] = grant;
+        }
+    }
+
+    /// Spends `budget` among the `funded` queries alone, ignoring abandonment: the
+    /// price at which their continuous demand meets the budget, found by Newton's
+    /// method in `ln λ` (no jumps here) inside a [`Bracket`], starting at the clearing
+    /// price.
+    /// Returns the price, the funded queries' tokens (in the order of `funded`) and the
+    /// passes made.
+    ///
+    /// `known`, when given, holds bids at the start price for the queries funded there
+    /// (0 for the others), which spares the first pass most of its W₋₁ evaluations.
+    fn reclear(&self, funded: &[usize], known: Option<&[f64]>) -> (f64, Vec<f64>, usize) {
+        let allocator = self.allocator;
+        let bidders = &self.market.bidders;
+        let budget = self.budget as f64;
+        let start_log_price = self.start_log_price;
+        let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
+        if all_caps <= budget {
+            return (0.0, funded.iter().map(|&i| bidders[i].cap()).collect(), 0);
+        }
+        let demand = |log_price: f64, tokens: &mut [f64]| {
+            let price = log_price.exp();
+            let mut point = Point::empty(log_price, funded.len());
+            for (&i, slot) in funded.iter().zip(tokens.iter_mut()) {
+                let bid = bidders[i].bid_funded(price);
+                *slot = bid.tokens();
+                point.tokens += *slot;
+                point.slope += bid.log_price_slope();
+            }
+            point
+        };
+        let top = funded
+            .iter()
+            .map(|&i| bidders[i].max_price_under(BidRule::KeepAll))
+            .fold(0.0, f64::max);
+        let mut bracket = Bracket::new(top, all_caps);
+        // The best feasible point so far starts as nothing bought at the top price.
+        let mut best_tokens = vec![0.0; funded.len()];
+        let mut best_price = top;
+        let mut current = vec![0.0; funded.len()];
+        // Rounding hands back up to one granule per funded query, by largest remainder,
+        // so the continuous demand need only come within a quarter of that.
+        let exact = (0.25 * funded.len() as f64 * allocator.granularity as f64).max(0.25);
+        let mut passes = 0;
+        let mut point = match known {
+            Some(known) => {
+                let price = start_log_price.exp();
+                let mut point = Point::empty(start_log_price, funded.len());
+                for (&i, slot) in funded.iter().zip(current.iter_mut()) {
+                    let bid = if known[i] > 0.0 {
+                        bidders[i].funded_bid_at(known[i])
+                    } else {
+                        bidders[i].bid_funded(price)
+                    };
+                    *slot = bid.tokens();
+                    point.tokens += *slot;
+                    point.slope += bid.log_price_slope();
+                }
+                point
+            }
+            None => {
+                passes += 1;
+                demand(start_log_price, &mut current)
+            }
+        };
+        for _ in 0..allocator.max_iterations {
+            if bracket.update(point, budget) {
+                best_price = point.price();
+                std::mem::swap(&mut best_tokens, &mut current);
+            }
+            // Demand can still jump here — a forced edge query drops out above its
+            // peak marginal — so a bracket this narrow means the budget falls in a
+            // jump, and the caller hands the remainder to the edge query.
+            if budget - bracket.hi.tokens <= exact || bracket.narrow(allocator.tolerance) {
+                break;
+            }
+            let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
+            let newton = point.log_price + (budget - 0.5 * exact - point.tokens) / point.slope;
+            let next = if newton > lo && newton < hi {
+                newton
+            } else {
+                bracket.next(budget - 0.5 * exact)
+            };
+            point = demand(next, &mut current);
+            passes += 1;
+        }
+        (best_price, best_tokens, passes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solver::search::Point;
+    use crate::ShiftedSurge;
+
+    fn queries(curves: &[(f64, f64, f64)], cap: u64) -> Vec<Query> {
+        curves
+            .iter()
+            .map(|&(t, w, p)| Query::new(ShiftedSurge::new(t, w, p).unwrap()).with_cap(cap))
+            .collect()
+    }
+
+    fn leftover<'a>(
+        allocator: &'a Allocator,
+        queries: &'a [Query],
+        market: &'a Market,
+        budget: u64,
+    ) -> Leftover<'a> {
+        Leftover {
+            allocator,
+            queries,
+            market,
+            budget,
+            start_log_price: (1e-3f64).ln(),
+            effort: EdgeEffort::for_batch(market.len()),
+        }
+    }
+
+    fn plan(grants: Vec<u64>, funded: Vec<usize>, marginal_price: f64) -> Plan {
+        Plan {
+            grants,
+            marginal_price,
+            funded,
+            edges: Vec::new(),
+            displaced: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn queries_solvent_inside_the_bracket_are_funded_most_solvent_first_while_they_fit() {
+        let allocator = Allocator::default();
+        // Same shape, different ceilings: query 2 is the most solvent, then 1, then 0.
+        let qs = queries(
+            &[(100.0, 50.0, 0.5), (100.0, 50.0, 0.7), (100.0, 50.0, 0.9)],
+            1000,
+        );
+        let market = Market::prepare(&allocator, &qs);
+        // Nobody is funded at the feasible end; everybody bids 300 at the other.
+        let cleared = Cleared {
+            hi: Point {
+                log_price: -5.0,
+                tokens: 0.0,
+                slope: 0.0,
+                funded: 0,
+            },
+            hi_tokens: vec![0.0; 3],
+            lo_tokens: Some(vec![300.0; 3]),
+            passes: 2,
+        };
+        let step = leftover(&allocator, &qs, &market, 700);
+        let (funded, left_out) = step.funded_set(&cleared);
+        assert_eq!(funded, [1, 2]);
+        assert_eq!(left_out, [0]);
+        // Without an evaluated low end, only the feasible end's queries are funded.
+        let bare = Cleared {
+            lo_tokens: None,
+            hi_tokens: vec![0.0, 250.0, 0.0],
+            ..cleared
+        };
+        assert_eq!(step.funded_set(&bare), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn the_rest_goes_to_the_edge_query_only_past_its_threshold() {
+        let allocator = Allocator::builder().granularity(10).build().unwrap();
+        let qs = queries(&[(100.0, 50.0, 0.9), (100.0, 50.0, 0.9)], 1000);
+        let market = Market::prepare(&allocator, &qs);
+        let mut grants = vec![300, 0];
+        leftover(&allocator, &qs, &market, 1205).give_rest(&mut grants, 1);
+        // 905 left, rounded down to the granularity, within the cap of 1000.
+        assert_eq!(grants, [300, 900]);
+        let mut grants = vec![300, 0];
+        leftover(&allocator, &qs, &market, 395).give_rest(&mut grants, 1);
+        // 90 tokens would not pass the threshold of 100: they buy nothing.
+        assert_eq!(grants, [300, 0]);
+    }
+
+    #[test]
+    fn the_free_move_hands_the_leftover_to_a_candidate() {
+        let allocator = Allocator::default();
+        let qs = queries(&[(100.0, 50.0, 0.9), (200.0, 80.0, 0.9)], 2000);
+        let market = Market::prepare(&allocator, &qs);
+        let step = leftover(&allocator, &qs, &market, 1000);
+        let start = plan(vec![400, 0], vec![0], 1e-3);
+        let mut passes = 0;
+        let moves = step.edge_moves(&start, &[1], &mut passes);
+        let (gain, best) = moves.first().expect("funding query 1 gains utility");
+        assert!(*gain > 0.0);
+        assert!(best.grants[1] > 200, "{:?}", best.grants);
+        assert!(best.edges.contains(&1) && best.funded.contains(&1));
+        assert!(best.grants.iter().sum::<u64>() <= 1000);
+        // Moves come best first.
+        assert!(moves.windows(2).all(|m| m[0].0 >= m[1].0));
+    }
+
+    #[test]
+    fn without_abandonment_only_the_free_move_is_tried() {
+        let allocator = Allocator::builder().abandonment(false).build().unwrap();
+        let qs = queries(&[(100.0, 50.0, 0.9), (200.0, 80.0, 0.9)], 2000);
+        let market = Market::prepare(&allocator, &qs);
+        let step = leftover(&allocator, &qs, &market, 1000);
+        let mut passes = 0;
+        let moves = step.edge_moves(&plan(vec![400, 0], vec![0], 1e-3), &[1], &mut passes);
+        // One free move, and no re-clear (no passes).
+        assert_eq!(moves.len(), 1);
+        assert_eq!(passes, 0);
+        assert_eq!(moves[0].1.grants, [400, 600]);
+    }
+
+    #[test]
+    fn spending_the_leftover_never_loses_utility_or_the_budget() {
+        let allocator = Allocator::default();
+        let qs = queries(
+            &[
+                (151.0, 101.0, 0.95),
+                (304.0, 280.0, 0.4),
+                (151.0, 101.0, 0.95),
+                (500.0, 200.0, 0.8),
+                (50.0, 30.0, 0.3),
+            ],
+            4000,
+        );
+        let market = Market::prepare(&allocator, &qs);
+        for budget in [300u64, 700, 1200, 2500] {
+            let cleared = allocator.clear(&market, budget as f64);
+            let at_price = allocator.round(&market, &cleared.hi_tokens, Some(budget));
+            let step = Leftover {
+                start_log_price: cleared.hi.log_price,
+                ..leftover(&allocator, &qs, &market, budget)
+            };
+            let Spent { plan, .. } = step.spend(&cleared);
+            assert!(plan.grants.iter().sum::<u64>() <= budget);
+            assert!(
+                total_utility_of(&qs, &plan.grants) >= total_utility_of(&qs, &at_price) - 1e-12,
+                "budget {budget}: {:?} vs {:?}",
+                plan.grants,
+                at_price
+            );
+        }
+    }
+}
