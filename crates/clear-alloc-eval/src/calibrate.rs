@@ -133,11 +133,11 @@ fn pool_shares(target: &Target) -> Result<Vec<([f64; 3], f64)>> {
         }
         let budget = tokens_per_query
             .checked_mul(n)
-            .ok_or(Error::InvalidParameter {
-                field: "tokens_per_query",
-                value: tokens_per_query as f64,
-                reason: "times the number of queries overflows u64",
-            })?;
+            .ok_or(Error::invalid_parameter(
+                "tokens_per_query",
+                tokens_per_query,
+                "times the number of queries overflows u64",
+            ))?;
         let allocation = uniform.allocate(stream.predicted(), budget)?;
         let mut shares = [0.0; 3];
         for ((query, tokens), difficulty) in stream
@@ -147,7 +147,7 @@ fn pool_shares(target: &Target) -> Result<Vec<([f64; 3], f64)>> {
             .zip(stream.difficulties())
         {
             if tokens > 0 {
-                shares[*difficulty as usize] += query.curve.utility(tokens as f64) / n as f64;
+                shares[*difficulty as usize] += query.curve().utility(tokens as f64) / n as f64;
             }
         }
         rows.push((shares, accuracy));
@@ -243,11 +243,7 @@ fn normal_equations(rows: &[([f64; 3], f64)], free: &[usize]) -> Option<Vec<f64>
 }
 
 fn invalid(option: &'static str, value: f64, reason: &'static str) -> Error {
-    Error::InvalidOption {
-        option,
-        value,
-        reason,
-    }
+    Error::invalid_option(option, value, reason)
 }
 
 #[cfg(test)]

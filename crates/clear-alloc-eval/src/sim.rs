@@ -350,11 +350,11 @@ impl StreamConfig {
             .iter()
             .find(|s| !(s.is_finite() && **s >= 0.0))
         {
-            return Err(Error::InvalidOption {
-                option: "ceiling_scale",
-                value: scale,
-                reason: "must be finite and >= 0",
-            });
+            return Err(Error::invalid_option(
+                "ceiling_scale",
+                scale,
+                "must be finite and >= 0",
+            ));
         }
 
         // Separate generators, so that σ changes the predictions and nothing else.
@@ -897,10 +897,10 @@ mod tests {
             .zip(plain.truth())
             .zip(plain.difficulties())
         {
-            assert_eq!(s.curve.threshold(), p.curve.threshold());
-            assert_eq!(s.curve.width(), p.curve.width());
-            let want = p.curve.ceiling() * scales[*d as usize];
-            assert_relative_eq!(s.curve.ceiling(), want, max_relative = 1e-12);
+            assert_eq!(s.curve().threshold(), p.curve().threshold());
+            assert_eq!(s.curve().width(), p.curve().width());
+            let want = p.curve().ceiling() * scales[*d as usize];
+            assert_relative_eq!(s.curve().ceiling(), want, max_relative = 1e-12);
         }
     }
 
