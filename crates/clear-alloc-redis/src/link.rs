@@ -71,54 +71,71 @@ impl Link {
     }
 
     /// Runs `call` (one round trip) on the connection, opening it first if needed.
-    /// `None` when Redis is unreachable, in backoff, or answered with an error; the
-    /// fault is logged and counted, and never panics.
+    /// A connection that turns out dead (Redis restarted, say) is replaced and the
+    /// call tried once more at once; only then does the link back off. `None` when
+    /// Redis is unreachable, in backoff, or answered with an error; the fault is
+    /// logged and counted, and never panics.
     pub(crate) fn call<T>(
         &self,
         counters: &Counters,
         what: &str,
-        call: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        mut call: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Option<T> {
         let mut state = self.lock();
-        if state.connection.is_none() {
-            if state.retry_at.is_some_and(|at| Instant::now() < at) {
-                return None;
+        let mut fresh = false;
+        loop {
+            if state.connection.is_none() {
+                if state.retry_at.is_some_and(|at| Instant::now() < at) {
+                    return None;
+                }
+                Counters::add(&counters.round_trips, 1);
+                match self.connect() {
+                    Ok(connection) => {
+                        state.connection = Some(connection);
+                        fresh = true;
+                    }
+                    Err(err) => {
+                        self.fail(&mut state, counters, what, &err);
+                        return None;
+                    }
+                }
             }
+            let connection = state.connection.as_mut()?;
             Counters::add(&counters.round_trips, 1);
-            match self.connect() {
-                Ok(connection) => state.connection = Some(connection),
-                Err(err) => {
+            match call(connection) {
+                Ok(value) => {
+                    if let Some(since) = state.down_since.take() {
+                        Counters::add(&counters.reconnects, 1);
+                        tracing::info!(
+                            url = %self.url,
+                            "redis ledger: reconnected after {:.1} s; leasing from Redis again",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    counters.disconnected.store(false, Ordering::Relaxed);
+                    state.backoff = FIRST_BACKOFF;
+                    state.retry_at = None;
+                    return Some(value);
+                }
+                Err(err)
+                    if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() =>
+                {
+                    state.connection = None;
+                    if !fresh && !err.is_timeout() {
+                        // A connection from before a restart: try a new one now.
+                        if state.down_since.is_none() {
+                            state.down_since = Some(Instant::now());
+                        }
+                        continue;
+                    }
                     self.fail(&mut state, counters, what, &err);
                     return None;
                 }
-            }
-        }
-        let connection = state.connection.as_mut()?;
-        Counters::add(&counters.round_trips, 1);
-        match call(connection) {
-            Ok(value) => {
-                if let Some(since) = state.down_since.take() {
-                    Counters::add(&counters.reconnects, 1);
-                    tracing::info!(
-                        url = %self.url,
-                        "redis ledger: reconnected after {:.1} s; leasing from Redis again",
-                        since.elapsed().as_secs_f64()
-                    );
-                }
-                counters.disconnected.store(false, Ordering::Relaxed);
-                state.backoff = FIRST_BACKOFF;
-                state.retry_at = None;
-                Some(value)
-            }
-            Err(err) => {
-                if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
-                    state.connection = None;
-                    self.fail(&mut state, counters, what, &err);
-                } else {
+                Err(err) => {
                     Counters::add(&counters.failures, 1);
                     tracing::error!(url = %self.url, "redis ledger: {what} failed: {err}");
+                    return None;
                 }
-                None
             }
         }
     }
@@ -133,12 +150,13 @@ impl Link {
     /// Records an outage: backs off, and logs its start once (and each retry at debug).
     fn fail(&self, state: &mut State, counters: &Counters, what: &str, err: &redis::RedisError) {
         Counters::add(&counters.failures, 1);
-        counters.disconnected.store(true, Ordering::Relaxed);
         let wait = state.backoff;
         state.retry_at = Some(Instant::now() + wait);
         state.backoff = (wait * 2).min(self.max_backoff);
-        if state.down_since.is_none() {
-            state.down_since = Some(Instant::now());
+        if !counters.disconnected.swap(true, Ordering::Relaxed) {
+            if state.down_since.is_none() {
+                state.down_since = Some(Instant::now());
+            }
             tracing::warn!(
                 url = %self.url,
                 "redis ledger: Redis unreachable during {what} ({err}); admitting within \
