@@ -255,6 +255,7 @@ impl RedisLedger {
                 .arg(chunk)
                 .arg(self.ttl_millis())
                 .arg(&self.replica)
+                .arg(needed)
                 .invoke::<(i64, i64)>(c)
         });
         match reply.map(LeaseReply::decode) {
@@ -268,10 +269,12 @@ impl RedisLedger {
                 }
                 Lease {
                     tokens,
+                    // From the grant, not the chunk asked for: a fair-share grant
+                    // smaller than a chunk must not trigger a refill at once.
                     refill_below: if left == 0 {
                         0
                     } else {
-                        ChunkRule::refill_below(chunk)
+                        ChunkRule::refill_below(tokens)
                     },
                 }
             }

@@ -3,15 +3,24 @@
 
 use redis::Script;
 
-/// Leases up to `wanted` tokens of an epoch's budget.
+/// Leases up to `chunk` tokens of an epoch's budget, and registers the replica as a
+/// member of the epoch (whose demand sample the price clearing waits for).
 ///
-/// KEYS: budget, generation, members. ARGV: epoch, budget, wanted, ttl (ms), replica.
+/// KEYS: budget, generation, members. ARGV: epoch, budget, chunk, ttl (ms), replica,
+/// needed.
+///
+/// The grant is at most what is left, and at most a fair share of it — half of what
+/// is left divided among the epoch's members — unless a waiting request needs more
+/// (`needed`), so that chunks shrink as the budget drains and few tokens are stranded
+/// on one replica while the others lack them.
 ///
 /// Returns `{granted, left}`, or `{0, -1}` when the namespace had no generation (Redis
 /// lost its state or never had it: this epoch becomes the generation and gets no
 /// budget), or `{0, -2}` when the epoch's budget is missing and the epoch is not after
 /// the generation (its budget was lost with Redis's state: never re-created in full).
 const LEASE: &str = r#"
+redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 local gen = redis.call('GET', KEYS[2])
 if not gen then
   redis.call('SET', KEYS[2], ARGV[1])
@@ -27,12 +36,11 @@ if not left then
 else
   left = tonumber(left)
 end
-local grant = math.min(left, tonumber(ARGV[3]))
+local fair = math.floor(left / (2 * redis.call('SCARD', KEYS[3])))
+local grant = math.min(left, tonumber(ARGV[3]), math.max(fair, tonumber(ARGV[6]), 1))
 if grant > 0 then
   redis.call('DECRBY', KEYS[1], grant)
 end
-redis.call('SADD', KEYS[3], ARGV[5])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {grant, left - grant}
 "#;
 
