@@ -24,7 +24,7 @@ impl OnlineAllocator {
     /// held tokens low also ask the ledger for a new lease (see its docs).
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] (index 0, the query's id, field `weight`) when the
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) (index 0, the query's id, field `weight`) when the
     /// weight is NaN, infinite or negative, or weight × peak marginal overflows.
     pub fn admit(&self, query: &Query) -> Result<Ticket> {
         query.validate(0)?;

@@ -48,7 +48,7 @@ fn run(online: &OnlineAllocator, queries: &[Query], count: &mut u64, iters: u64)
         timed += start.elapsed();
         *count += batch;
         left -= batch;
-        if *count % PER_WINDOW == 0 {
+        if count.is_multiple_of(PER_WINDOW) {
             online.end_window();
         }
     }

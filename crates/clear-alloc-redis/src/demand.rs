@@ -35,7 +35,7 @@ pub(crate) fn encode(arrivals: u64, sample: &[SampledQuery]) -> Vec<u8> {
 /// Decodes what [`encode`] wrote; a malformed record (bad length, version, or a curve
 /// the core rejects) is an error naming what is wrong, never a panic.
 pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, Vec<SampledQuery>), String> {
-    if bytes.len() < HEADER || (bytes.len() - HEADER) % RECORD != 0 {
+    if bytes.len() < HEADER || !(bytes.len() - HEADER).is_multiple_of(RECORD) {
         return Err(format!("sample of {} bytes is malformed", bytes.len()));
     }
     if bytes[0] != VERSION {

@@ -52,3 +52,8 @@ pub use config::{Clock, RedisLedgerBuilder};
 pub use error::Error;
 pub use ledger::RedisLedger;
 pub use stats::LedgerStats;
+
+/// The README's Rust example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
