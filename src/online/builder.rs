@@ -257,3 +257,71 @@ fn option(option: &'static str, value: f64, reason: &'static str) -> Error {
         reason,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::online::Lease;
+
+    /// A ledger that grants more than asked (a buggy fleet ledger), recording what
+    /// came back.
+    #[derive(Debug, Default)]
+    struct Generous {
+        released: AtomicU64,
+    }
+
+    impl BudgetLedger for Generous {
+        fn open(&self, _window: u64, budget: u64) -> Lease {
+            Lease {
+                tokens: 3 * budget,
+                refill_below: 1,
+            }
+        }
+
+        fn extend(&self, _window: u64, _needed: u64) -> Lease {
+            Lease {
+                tokens: 1_000,
+                refill_below: 1,
+            }
+        }
+
+        fn release(&self, _window: u64, unused: u64) {
+            self.released.fetch_add(unused, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn builders_are_equal_when_their_options_and_ledger_are() {
+        let ledger: Arc<dyn BudgetLedger> = Arc::new(InProcessLedger);
+        let a = OnlineAllocator::builder().tokens_per_window(10);
+        assert_eq!(a, a.clone());
+        assert_eq!(
+            a.clone().ledger(ledger.clone()),
+            a.clone().ledger(ledger.clone())
+        );
+        assert_ne!(
+            a.clone().ledger(ledger),
+            a.clone().ledger(Arc::new(InProcessLedger))
+        );
+        assert_ne!(a.clone(), a.clone().ledger(Arc::new(InProcessLedger)));
+        assert_ne!(a.clone(), a.seed(1));
+    }
+
+    #[test]
+    fn an_allocator_never_holds_more_than_the_window_budget() {
+        let ledger = Arc::new(Generous::default());
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(5_000)
+            .ledger(ledger.clone())
+            .build()
+            .unwrap();
+        // 15 000 offered at the start: 5 000 kept, 10 000 released at once.
+        assert_eq!(online.remaining(), 5_000);
+        assert_eq!(ledger.released.load(Ordering::Relaxed), 10_000);
+        let report = online.end_window();
+        assert_eq!(report.charged, 0);
+        assert_eq!(online.remaining(), 5_000);
+        // 10 000 more at the next open, plus the 5 000 unused of window 0.
+        assert_eq!(ledger.released.load(Ordering::Relaxed), 25_000);
+    }
+}
