@@ -22,12 +22,14 @@ pub struct WindowReport {
     pub arrivals: u64,
     /// Requests granted 0 tokens.
     pub abandoned: u64,
-    /// Tokens the window paid for net of refunds: `budget − remaining` at its end;
-    /// never more than the budget.
+    /// Tokens the window paid for net of refunds: what this allocator leased for it
+    /// minus what it held at its end (`budget − remaining` with the in-process
+    /// ledger); never more than the budget, nor, summed over the allocators sharing a
+    /// ledger, than the budget.
     pub charged: u64,
     /// Refunds credited back to the window while it was open.
     pub refunded: u64,
-    /// The window's budget.
+    /// The window's budget (the fleet's total with a shared ledger).
     pub budget: u64,
     /// The price the window admitted at.
     pub price: f64,

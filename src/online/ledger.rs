@@ -1,27 +1,6 @@
 //! Where an [`OnlineAllocator`](super::OnlineAllocator) gets its window budget from.
 //!
-//! # The lease model
-//!
-//! The allocator admits against tokens it *holds* for the current window (the packed
-//! window state), never against a shared counter, so `admit` stays O(1) and lock-free
-//! whatever the ledger. The ledger hands tokens out in leases:
-//!
-//! 1. At each window's start ([`BudgetLedger::open`]) the allocator receives its first
-//!    lease and a low-water mark.
-//! 2. When an admission leaves fewer held tokens than the low-water mark, or a request
-//!    wants more than is held, one thread at a time asks for more
-//!    ([`BudgetLedger::extend`]); the others keep admitting against what is held.
-//! 3. At the window's end ([`BudgetLedger::release`]) the tokens still held go back.
-//!
-//! The allocator charges a window `leased − released`, and a ledger grants at most
-//! what its window budget has left, so the tokens charged in a window summed over
-//! every allocator sharing a ledger never exceed the window budget. Refunds
-//! ([`OnlineAllocator::complete`](super::OnlineAllocator::complete)) go back to the
-//! tokens the allocator holds, so they are spent again or released, never minted.
-//!
-//! [`InProcessLedger`], the default, leases the whole budget at each window's start
-//! and has no low-water mark: the allocator never calls it between windows, which is
-//! the behaviour of an allocator that owns its budget.
+//! The lease model is documented on [`BudgetLedger`].
 
 use super::clear::clear_price;
 use super::reservoir::SampledQuery;
@@ -32,14 +11,40 @@ use std::fmt;
 pub struct Lease {
     /// Tokens added to what the allocator holds for the window (may be 0).
     pub tokens: u64,
-    /// Ask for more once fewer than this many tokens are held; 0 never asks (until a
-    /// request wants more than is held, and then only if this is not 0 either).
+    /// Ask for more once fewer than this many tokens are held (or a request wants
+    /// more than is held); 0: do not ask again in this window (the in-process ledger,
+    /// or a spent budget).
     pub refill_below: u64,
 }
 
 /// A source of window budgets for an [`OnlineAllocator`](super::OnlineAllocator):
 /// the allocator's own budget ([`InProcessLedger`], the default) or a budget shared by
 /// a fleet of allocators (the `clear-alloc-redis` crate).
+///
+/// # The lease model
+///
+/// The allocator admits against tokens it *holds* for the current window (the packed
+/// window state), never against a shared counter, so `admit` stays O(1) and lock-free
+/// whatever the ledger. The ledger hands tokens out in leases:
+///
+/// 1. At each window's start ([`BudgetLedger::open`]) the allocator receives its first
+///    lease and a low-water mark.
+/// 2. When an admission leaves fewer held tokens than the low-water mark, or a request
+///    wants more than is held, one thread at a time asks for more
+///    ([`BudgetLedger::extend`]); the others keep admitting against what is held.
+/// 3. At the window's end ([`BudgetLedger::release`]) the tokens still held go back.
+///
+/// The allocator charges a window `leased − released`, and a ledger grants at most
+/// what its window budget has left, so the tokens charged in a window summed over
+/// every allocator sharing a ledger never exceed the window budget. Refunds
+/// ([`OnlineAllocator::complete`](super::OnlineAllocator::complete)) go back to the
+/// tokens the allocator holds, so they are spent again or released, never minted.
+///
+/// [`InProcessLedger`], the default, leases the whole budget at each window's start
+/// and has no low-water mark: the allocator never calls it between windows, which is
+/// the behaviour of an allocator that owns its budget.
+///
+/// # Implementing a ledger
 ///
 /// Implementations must never grant, summed over every allocator they serve, more
 /// tokens for a window than its budget minus what was released to it. The allocator
@@ -56,8 +61,9 @@ pub trait BudgetLedger: Send + Sync + fmt::Debug {
     /// the call is a low-water refill), at most what the window has left.
     fn extend(&self, window: u64, needed: u64) -> Lease;
 
-    /// Window `window` has ended (after the next one was opened) with `unused` of the
-    /// tokens leased for it still held: they go back to the window's budget.
+    /// `unused` tokens leased for window `window` go back to its budget: at the
+    /// window's end (after the next one was opened) the tokens still held, or at once
+    /// the part of a lease that would lift the allocator's holding above the budget.
     fn release(&self, window: u64, unused: u64);
 
     /// The price the next window admits at, given what this allocator saw in the

@@ -42,8 +42,8 @@
 //! holds the whole budget ([`InProcessLedger`]); a [`BudgetLedger`] shared by several
 //! allocators — replicas of one server, say — leases each of them chunks of one
 //! window budget, so that their charges summed never exceed it, and can set one price
-//! for them all from their merged demand samples (see [`ledger`](BudgetLedger) for
-//! the lease rules, and the `clear-alloc-redis` crate for a ledger in Redis).
+//! for them all from their merged demand samples (see [`BudgetLedger`] for the
+//! lease rules, and the `clear-alloc-redis` crate for a ledger in Redis).
 //!
 //! # Concurrency
 //!
@@ -194,7 +194,8 @@ impl OnlineAllocator {
         OnlineAllocatorBuilder::default()
     }
 
-    /// The budget of every window, in tokens.
+    /// The budget of every window, in tokens (shared by every allocator on the same
+    /// [`BudgetLedger`], when the ledger is shared).
     pub fn window_budget(&self) -> u64 {
         self.budget
     }
