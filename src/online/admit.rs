@@ -24,8 +24,9 @@ impl OnlineAllocator {
     /// held tokens low also ask the ledger for a new lease (see its docs).
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) (index 0, the query's id, field `weight`) when the
-    /// weight is NaN, infinite or negative, or weight × peak marginal overflows.
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) (index 0, the query's id,
+    /// field `weight`) when the weight is NaN, infinite or negative, or weight × peak
+    /// marginal overflows.
     pub fn admit(&self, query: &Query) -> Result<Ticket> {
         query.validate(0)?;
         let cap = query.cap.unwrap_or(self.default_cap);
