@@ -105,7 +105,8 @@ impl OnlineAllocatorBuilder {
     }
 
     /// The price used until the first window ends (default 0: every query gets its
-    /// cap until the first window shows the demand).
+    /// cap until the first window shows the demand), unless the ledger knows the
+    /// current price ([`BudgetLedger::current_price`]).
     pub fn initial_price(mut self, price: f64) -> Self {
         self.initial_price = price;
         self
@@ -220,6 +221,10 @@ impl OnlineAllocatorBuilder {
         if first.tokens > held {
             ledger.release(0, first.tokens - held);
         }
+        let price = ledger
+            .current_price(0)
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .unwrap_or(self.initial_price);
         Ok(OnlineAllocator {
             id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
             budget,
@@ -227,7 +232,7 @@ impl OnlineAllocatorBuilder {
             default_cap: self.default_cap,
             refund_aware: self.refund_aware,
             history_windows: self.history_windows,
-            price_bits: AtomicU64::new(self.initial_price.to_bits()),
+            price_bits: AtomicU64::new(price.to_bits()),
             epoch: AtomicU64::new(0),
             samples_per_window: capacity as u64,
             seed: self.seed,

@@ -73,6 +73,14 @@ pub trait BudgetLedger: Send + Sync + fmt::Debug {
     fn next_price(&self, closed: &ClosedWindow<'_>) -> f64 {
         closed.local_price()
     }
+
+    /// The price a new allocator starts at, when the ledger knows one (a fleet's
+    /// current price, so that a replica joining a running fleet does not admit at its
+    /// initial price); `None` (the default) keeps the builder's initial price. Called
+    /// once, from `build`, after the first `open`.
+    fn current_price(&self, _window: u64) -> Option<f64> {
+        None
+    }
 }
 
 /// The default ledger: the allocator owns the whole budget of every window.
@@ -190,6 +198,7 @@ mod tests {
         left: AtomicU64,
         chunk: u64,
         merged: Mutex<Vec<(SampledQuery, f64)>>,
+        current: Option<f64>,
     }
 
     impl Shared {
@@ -228,6 +237,10 @@ mod tests {
             self.left.fetch_add(unused, Ordering::AcqRel);
         }
 
+        fn current_price(&self, _window: u64) -> Option<f64> {
+            self.current
+        }
+
         fn next_price(&self, closed: &ClosedWindow<'_>) -> f64 {
             let weight = closed.arrivals() as f64 / closed.sample().len().max(1) as f64;
             let mut merged = self.merged.lock().unwrap();
@@ -248,6 +261,7 @@ mod tests {
             left: AtomicU64::new(0),
             chunk: 1_000,
             merged: Mutex::new(Vec::new()),
+            current: None,
         });
         let online = OnlineAllocator::builder()
             .tokens_per_window(10_000)
@@ -274,6 +288,7 @@ mod tests {
             left: AtomicU64::new(0),
             chunk: 1_000,
             merged: Mutex::new(Vec::new()),
+            current: None,
         });
         let online = OnlineAllocator::builder()
             .tokens_per_window(10_000)
@@ -294,11 +309,27 @@ mod tests {
     }
 
     #[test]
+    fn a_new_allocator_starts_at_the_ledgers_current_price() {
+        let ledger = Arc::new(Shared {
+            left: AtomicU64::new(0),
+            chunk: 1_000,
+            merged: Mutex::new(Vec::new()),
+            current: Some(2.5e-4),
+        });
+        let builder = OnlineAllocator::builder()
+            .tokens_per_window(10_000)
+            .initial_price(1e-3);
+        assert_eq!(builder.clone().build().unwrap().price(), 1e-3);
+        assert_eq!(builder.ledger(ledger).build().unwrap().price(), 2.5e-4);
+    }
+
+    #[test]
     fn the_ledger_sets_the_next_price_from_the_merged_sample() {
         let ledger = Arc::new(Shared {
             left: AtomicU64::new(0),
             chunk: 100_000,
             merged: Mutex::new(Vec::new()),
+            current: None,
         });
         let online = OnlineAllocator::builder()
             .tokens_per_window(3_000)

@@ -388,4 +388,14 @@ impl BudgetLedger for RedisLedger {
             _ => closed.price(),
         }
     }
+
+    fn current_price(&self, window: u64) -> Option<f64> {
+        let epoch = self.epoch_of(window)?;
+        let text = self.link.call(&self.counters, "read price", |c| {
+            redis::cmd("GET")
+                .arg(self.keys.price(epoch))
+                .query::<Option<String>>(c)
+        })??;
+        text.parse::<f64>().ok()
+    }
 }

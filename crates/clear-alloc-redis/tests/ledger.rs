@@ -229,3 +229,31 @@ fn the_fallback_share_bounds_what_a_cut_off_replica_grants_per_window() {
     }
     assert!(ledger.stats().fallback_tokens <= 3 * 5_000 + 5_000);
 }
+
+#[test]
+fn a_replica_joining_a_running_fleet_starts_at_the_fleets_price() {
+    let mut con = redis();
+    let ns = namespace("join");
+    let _: () = redis::cmd("SET")
+        .arg(key(&ns, "price:0"))
+        .arg("0.00042")
+        .query(&mut con)
+        .unwrap();
+    let online = OnlineAllocator::builder()
+        .tokens_per_window(10_000)
+        .ledger(Arc::new(ledger(REDIS_URL, &ns, "late")))
+        .build()
+        .unwrap();
+    assert_eq!(online.price(), 4.2e-4);
+    // Without a published price the builder's initial price stands.
+    let fresh_ns = namespace("join-fresh");
+    let fresh = OnlineAllocator::builder()
+        .tokens_per_window(10_000)
+        .initial_price(1e-4)
+        .ledger(Arc::new(ledger(REDIS_URL, &fresh_ns, "r0")))
+        .build()
+        .unwrap();
+    assert_eq!(fresh.price(), 1e-4);
+    wipe(&mut con, &ns);
+    wipe(&mut con, &fresh_ns);
+}
