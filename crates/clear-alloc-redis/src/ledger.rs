@@ -399,3 +399,72 @@ impl BudgetLedger for RedisLedger {
         text.parse::<f64>().ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(clock: Clock) -> RedisLedger {
+        RedisLedger::builder("redis://127.0.0.1:1/0")
+            .window(Duration::from_millis(250))
+            .clock(clock)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_window_to_epoch_ring_remembers_the_last_eight_windows() {
+        let ledger = ledger(Clock::Counted);
+        let mut state = lock(&ledger.state);
+        assert_eq!(state.current_epoch(), None);
+        for window in 0..20 {
+            state.remember(window, 100 + window);
+        }
+        assert_eq!(state.current_epoch(), Some(119));
+        assert_eq!(state.epoch_of(19), Some(119));
+        assert_eq!(state.epoch_of(12), Some(112));
+        assert_eq!(state.epoch_of(11), None);
+    }
+
+    #[test]
+    fn wall_epochs_follow_the_clock_and_never_go_back() {
+        let ledger = ledger(Clock::Wall);
+        assert!(ledger.until_next_window() <= Duration::from_millis(250));
+        let mut state = lock(&ledger.state);
+        let now = ledger.epoch_for(&state, 0);
+        let expected = ((unix_millis() + 12) / 250) as u64;
+        assert!(
+            now == expected || now + 1 == expected,
+            "{now} vs {expected}"
+        );
+        // A replica that already opened a later epoch stays there.
+        state.remember(0, now + 5);
+        assert_eq!(ledger.epoch_for(&state, 1), now + 5);
+        assert_eq!(ledger.epoch_for(&state, 1), now + 5);
+        let counted = super::tests::ledger(Clock::Counted);
+        assert_eq!(counted.epoch_for(&state, 7), 7);
+    }
+
+    #[test]
+    fn a_cut_off_ledger_grants_only_its_fallback_share_per_window() {
+        let ledger = RedisLedger::builder("redis://127.0.0.1:1/0")
+            .window(Duration::from_secs(1))
+            .clock(Clock::Counted)
+            .fallback_share(700)
+            .min_chunk(300)
+            .max_chunk_share(0.001)
+            .build()
+            .unwrap();
+        let first = ledger.open(0, 100_000);
+        assert_eq!(first.tokens, 300);
+        assert!(first.refill_below > 0, "keeps asking, to reconnect");
+        assert_eq!(ledger.extend(0, 0).tokens, 300);
+        assert_eq!(ledger.extend(0, 0).tokens, 100);
+        assert_eq!(ledger.extend(0, 0).tokens, 0);
+        // A new window, a new share.
+        assert_eq!(ledger.open(1, 100_000).tokens, 300);
+        let stats = ledger.stats();
+        assert_eq!(stats.fallback_tokens, 1_000);
+        assert!(!stats.connected && stats.failures >= 1);
+    }
+}
