@@ -46,6 +46,7 @@ pub use allocation::{Allocation, Decision, QueryAllocation};
 pub(crate) use bid::{BidRule, Bidder};
 pub use builder::AllocatorBuilder;
 pub use query::Query;
+pub(crate) use search::clear_weighted;
 
 use leftover::{EdgeEffort, Leftover, Spent};
 use market::Market;

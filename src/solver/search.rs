@@ -82,13 +82,6 @@ impl Demand for WeightedSample<'_> {
 /// demand is at most `target` (SPEC §4, the feasible end of the bracket), searched
 /// from `warm`: the online allocator's re-clear. Keeps `warm` when the sample is
 /// empty; 0 when every cap fits.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "online::clear_price is to call it once the online module's split lands"
-    )
-)]
 pub(crate) fn clear_weighted(
     sample: &[(Bidder, f64)],
     target: f64,

@@ -1,0 +1,189 @@
+//! The hot path: a request's best response at the current price, reserved from the
+//! tokens this allocator holds for the window, with a lease refill from the ledger
+//! when they run low.
+
+use super::reservoir::SampledQuery;
+use super::window::{packed_epoch, packed_remaining};
+use super::{lock, OnlineAllocator, Ticket};
+use crate::error::Result;
+use crate::solver::Bidder;
+use crate::solver::Query;
+use std::sync::atomic::Ordering;
+use std::sync::TryLockError;
+
+/// Whole tokens of a real-valued best response (NaN and negatives → 0), at most `cap`.
+fn whole_tokens(tokens: f64, cap: u64) -> u64 {
+    (tokens.max(0.0) as u64).min(cap)
+}
+
+impl OnlineAllocator {
+    /// Admits one request: returns its ticket, whose [`tokens`](Ticket::tokens) are
+    /// the query's best response at the current price (SPEC §3), limited to what the
+    /// window has left. O(1): one or two W₋₁ evaluations and no allocation. With a
+    /// shared [`BudgetLedger`](super::BudgetLedger), the few admissions that find the
+    /// held tokens low also ask the ledger for a new lease (see its docs).
+    ///
+    /// # Errors
+    /// None today: a [`Query`] is valid once built (its weight is checked by
+    /// [`Query::with_weight`]); the `Result` leaves room for checks to come.
+    pub fn admit(&self, query: &Query) -> Result<Ticket> {
+        let cap = query.cap().unwrap_or(self.default_cap);
+        let bidder = Bidder::new(query.curve(), query.weight(), cap as f64);
+        let price = self.price();
+        let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
+
+        let arrival = self.hot.arrivals.fetch_add(1, Ordering::Relaxed);
+        let sampled = SampledQuery {
+            curve: *query.curve(),
+            weight: query.weight(),
+            cap,
+        };
+        self.sample(arrival, sampled);
+
+        let mut state = self.hot.window_state.load(Ordering::Acquire);
+        let mut asked = false;
+        let (tokens, short, held) = loop {
+            let remaining = packed_remaining(state);
+            if wanted > remaining && !asked && self.hot.refill_below.load(Ordering::Relaxed) > 0 {
+                // Rare: the lease ran out under a request; wait for one refill.
+                asked = true;
+                self.refill(packed_epoch(state), wanted, true);
+                state = self.hot.window_state.load(Ordering::Acquire);
+                continue;
+            }
+            let grant = if wanted <= remaining {
+                wanted
+            } else {
+                // Best response under the tighter cap "what the window has left".
+                let tight = Bidder::new(query.curve(), query.weight(), remaining as f64);
+                whole_tokens(tight.bid(price).tokens(), remaining)
+            };
+            if grant == 0 {
+                break (0, packed_epoch(state), remaining);
+            }
+            match self.hot.window_state.compare_exchange_weak(
+                state,
+                state - grant,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break (grant, packed_epoch(state), remaining - grant),
+                Err(now) => state = now,
+            }
+        };
+        if tokens == 0 {
+            self.hot.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+        if held < self.hot.refill_below.load(Ordering::Relaxed) {
+            // Low water: one admission tops the lease up; the others do not wait.
+            self.refill(short, 0, false);
+        }
+        Ok(Ticket {
+            tokens,
+            epoch: self.full_epoch(short),
+            allocator: self.id,
+        })
+    }
+
+    /// Asks the ledger for more tokens for the window whose packed epoch is `short`,
+    /// unless that window has ended or another thread refilled meanwhile: when
+    /// `wanted > 0` (a request waits), until `wanted` tokens are held; else (low
+    /// water) while fewer than the low-water mark are held. `wait` blocks on a
+    /// refill in progress; without it the call gives way to it.
+    fn refill(&self, short: u64, wanted: u64, wait: bool) {
+        let mut leases = if wait {
+            lock(&self.leases)
+        } else {
+            match self.leases.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            }
+        };
+        // `end_window` takes this lock too, so the window cannot end while it is held.
+        let state = self.hot.window_state.load(Ordering::Acquire);
+        let held = packed_remaining(state);
+        let low = self.hot.refill_below.load(Ordering::Relaxed);
+        let enough = if wanted > 0 {
+            held >= wanted
+        } else {
+            held >= low
+        };
+        if packed_epoch(state) != short || enough || low == 0 {
+            return;
+        }
+        let window = self.epoch.load(Ordering::Acquire);
+        let lease = self.ledger.extend(window, wanted.saturating_sub(held));
+        // Leases never lift what this allocator leased for a window above the budget,
+        // so held tokens stay below it and the packed add cannot carry.
+        let accepted = lease
+            .tokens
+            .min(self.budget - leases.leased.min(self.budget));
+        if lease.tokens > accepted {
+            self.ledger.release(window, lease.tokens - accepted);
+        }
+        leases.leased += accepted;
+        self.hot
+            .refill_below
+            .store(lease.refill_below, Ordering::Relaxed);
+        self.hot.window_state.fetch_add(accepted, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShiftedSurge;
+    use approx::assert_relative_eq;
+
+    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
+        ShiftedSurge::new(t, w, p).unwrap()
+    }
+
+    fn online(budget: u64) -> OnlineAllocator {
+        OnlineAllocator::builder()
+            .tokens_per_window(budget)
+            .default_cap(4096)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn admit_grants_the_best_response_at_the_current_price() {
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(1_000_000)
+            .default_cap(4096)
+            .initial_price(1e-4)
+            .build()
+            .unwrap();
+        let c = curve(200.0, 200.0, 0.9);
+        let ticket = online.admit(&Query::new(c)).unwrap();
+        let expected = c.best_response(1e-4, 4096.0).unwrap().floor() as u64;
+        assert_eq!(ticket.tokens(), expected);
+        // And the grant is where the marginal meets the price (SPEC §3).
+        assert_relative_eq!(
+            c.marginal(ticket.tokens() as f64),
+            1e-4,
+            max_relative = 1e-2
+        );
+    }
+
+    #[test]
+    fn a_short_window_grants_the_best_response_under_what_is_left() {
+        let online = online(500);
+        // Price 0: the query wants its cap of 4096 but only 500 remain.
+        let c = curve(100.0, 100.0, 0.9);
+        let ticket = online.admit(&Query::new(c)).unwrap();
+        assert_eq!(ticket.tokens(), 500);
+        assert_eq!(online.remaining(), 0);
+        assert!(online.admit(&Query::new(c)).unwrap().is_abandoned());
+    }
+
+    #[test]
+    fn whole_tokens_floors_and_caps_and_maps_nan_to_zero() {
+        assert_eq!(whole_tokens(12.9, 100), 12);
+        assert_eq!(whole_tokens(1e30, 100), 100);
+        assert_eq!(whole_tokens(-3.0, 100), 0);
+        assert_eq!(whole_tokens(f64::NAN, 100), 0);
+    }
+}

@@ -1,0 +1,88 @@
+//! The re-clear at a window boundary: the lowest price at which a weighted sample of
+//! the recent windows' demand fits the budget (SPEC §4), searched from the last price.
+//!
+//! The search itself is the solver's, the one the batch allocator uses; this file
+//! only states the online problem (the lowest feasible price, SPEC §4) and tests it.
+
+use crate::solver::Bidder;
+
+/// Relative width of the final price bracket at a window boundary.
+pub(super) const PRICE_TOLERANCE: f64 = 1e-6;
+
+/// Estimated demand of one window at `price`.
+#[cfg(test)]
+pub(super) fn demand(sample: &[(Bidder, f64)], price: f64) -> f64 {
+    sample
+        .iter()
+        .map(|(bidder, weight)| weight * bidder.bid(price).tokens())
+        .sum()
+}
+
+/// The lowest price (to `PRICE_TOLERANCE`) at which the weighted sample's demand is
+/// at most `target` (SPEC §4, feasible end of the bracket), searched from `warm` by
+/// the solver's one price search. Keeps `warm` when the sample is empty; 0 when even
+/// every cap fits.
+pub(super) fn clear_price(sample: &[(Bidder, f64)], target: f64, warm: f64) -> f64 {
+    crate::solver::clear_weighted(sample, target, warm, PRICE_TOLERANCE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShiftedSurge;
+
+    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
+        ShiftedSurge::new(t, w, p).unwrap()
+    }
+
+    #[test]
+    fn an_empty_sample_keeps_the_warm_price() {
+        assert_eq!(clear_price(&[], 10.0, 3e-4), 3e-4);
+    }
+
+    #[test]
+    fn a_target_above_every_cap_clears_at_zero() {
+        let sample = [(Bidder::new(&curve(100.0, 100.0, 0.9), 1.0, 500.0), 2.0)];
+        assert_eq!(demand(&sample, 0.0), 1000.0);
+        assert_eq!(clear_price(&sample, 1000.0, 1e-3), 0.0);
+        assert!(clear_price(&sample, 999.0, 1e-3) > 0.0);
+    }
+
+    proptest::proptest! {
+        // A fixed seed keeps CI deterministic.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xC1EA_0006),
+            ..proptest::prelude::ProptestConfig::with_cases(128)
+        })]
+
+        /// The re-cleared price is the lowest feasible one (SPEC §4) whatever the warm
+        /// start: demand at it fits the target, and just below it does not.
+        #[test]
+        fn clear_price_finds_the_feasible_end_from_any_warm_start(
+            curves in proptest::collection::vec(
+                (0.0f64..2000.0, 10.0f64..800.0, 0.01f64..1.0, 0u64..8192, 0.1f64..3.0, 0.1f64..10.0),
+                1..40,
+            ),
+            target_share in 0.0f64..1.2,
+            warm in proptest::prop_oneof![proptest::strategy::Just(0.0), 1e-9f64..1.0],
+        ) {
+            let sample: Vec<(Bidder, f64)> = curves
+                .iter()
+                .map(|&(t, w, p, cap, weight, scale)| {
+                    (Bidder::new(&curve(t, w, p), weight, cap as f64), scale)
+                })
+                .collect();
+            let caps = demand(&sample, 0.0);
+            let target = target_share * caps;
+            let price = clear_price(&sample, target, warm);
+            proptest::prop_assert!(price.is_finite() && price >= 0.0);
+            proptest::prop_assert!(demand(&sample, price) <= target * (1.0 + 1e-12));
+            if price > 1e-300 {
+                let below = price * (1.0 - 2.0 * PRICE_TOLERANCE);
+                proptest::prop_assert!(demand(&sample, below) > target);
+            } else {
+                proptest::prop_assert!(caps <= target || price > 0.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The reservoir of demand samples: a bounded sample of each window's arrivals
+//! (Vitter's Algorithm R), kept for the last `history_windows` windows, from which the
+//! price is re-cleared.
+
+use super::OnlineAllocator;
+use crate::error::{Error, Result};
+use crate::model::ShiftedSurge;
+use crate::solver::Bidder;
+use std::sync::atomic::Ordering;
+
+/// One arrival kept in a window's demand sample: its curve, weight and cap.
+///
+/// A [`BudgetLedger`](super::BudgetLedger) shared by a fleet publishes these so that
+/// one price can be cleared from the demand every replica saw (see
+/// [`ClosedWindow::clear`](super::ClosedWindow::clear)).
+///
+/// ```
+/// use clear_alloc::online::SampledQuery;
+/// use clear_alloc::ShiftedSurge;
+///
+/// let sampled = SampledQuery::new(ShiftedSurge::new(151.0, 101.0, 0.95)?, 1.0, 4096)?;
+/// assert_eq!(sampled.cap(), 4096);
+/// assert!(SampledQuery::new(sampled.curve(), f64::NAN, 4096).is_err());
+/// # Ok::<(), clear_alloc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampledQuery {
+    pub(super) curve: ShiftedSurge,
+    pub(super) weight: f64,
+    pub(super) cap: u64,
+}
+
+impl SampledQuery {
+    /// A sampled arrival with its priority weight and cap in tokens.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] (field `weight`) when the weight is NaN, infinite
+    /// or negative, or weight × ceiling (or ceiling / width) overflows — the checks a
+    /// query passes before it is admitted.
+    pub fn new(curve: ShiftedSurge, weight: f64, cap: u64) -> Result<Self> {
+        let reason = if !(weight.is_finite() && weight >= 0.0) {
+            "must be finite and >= 0"
+        } else if !(weight * curve.ceiling()).is_finite()
+            || !(weight * (curve.ceiling() * curve.beta())).is_finite()
+        {
+            "is too large: weight times ceiling (or ceiling / width) overflows"
+        } else {
+            return Ok(SampledQuery { curve, weight, cap });
+        };
+        Err(Error::invalid_parameter("weight", weight, reason))
+    }
+
+    /// The arrival's accuracy curve.
+    pub fn curve(&self) -> ShiftedSurge {
+        self.curve
+    }
+
+    /// The arrival's priority weight.
+    pub fn weight(&self) -> f64 {
+        self.weight
+    }
+
+    /// The arrival's cap in tokens (its own, or the allocator's default).
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// The constants of its best response, as the price search needs them.
+    pub(super) fn bidder(&self) -> Bidder {
+        Bidder::new(&self.curve, self.weight, self.cap as f64)
+    }
+}
+
+/// A bounded sample of one window's arrivals.
+#[derive(Debug)]
+pub(super) struct WindowSample {
+    pub(super) queries: Vec<SampledQuery>,
+    /// All arrivals of the window, sampled or not.
+    pub(super) arrivals: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Sampler {
+    /// A ring of the last `history_windows` windows; `current` is filling.
+    slots: Vec<WindowSample>,
+    current: usize,
+    /// Windows closed so far (the ring is full once this reaches its length).
+    closed: u64,
+}
+
+impl Sampler {
+    /// A ring of `windows` empty samples of room for `capacity` arrivals each.
+    pub(super) fn new(windows: usize, capacity: usize) -> Sampler {
+        let slots = (0..windows)
+            .map(|_| WindowSample {
+                queries: Vec::with_capacity(capacity),
+                arrivals: 0,
+            })
+            .collect();
+        Sampler {
+            slots,
+            current: 0,
+            closed: 0,
+        }
+    }
+
+    /// Stores `sampled` in the filling window's sample: appended while the sample is
+    /// not full (`slot` is `None`), else over the sample at `slot`.
+    fn store(&mut self, slot: Option<usize>, sampled: SampledQuery, capacity: usize) {
+        let queries = &mut self.slots[self.current].queries;
+        match slot {
+            Some(i) if i < queries.len() => queries[i] = sampled,
+            _ if queries.len() < capacity => queries.push(sampled),
+            _ => {}
+        }
+    }
+
+    /// The window being filled.
+    pub(super) fn filling(&self) -> &WindowSample {
+        &self.slots[self.current]
+    }
+
+    /// Closes the filling window with its arrival count, writes the history's
+    /// weighted sample into `out`, and starts an empty window.
+    pub(super) fn close_window(&mut self, arrivals: u64, out: &mut Vec<(Bidder, f64)>) {
+        self.slots[self.current].arrivals = arrivals;
+        self.closed += 1;
+        let windows = self.closed.min(self.slots.len() as u64) as f64;
+        out.clear();
+        for slot in self.slots.iter().take(windows as usize) {
+            if slot.queries.is_empty() {
+                // An idle window adds no demand but still counts in the average.
+                continue;
+            }
+            let weight = slot.arrivals as f64 / slot.queries.len() as f64 / windows;
+            out.extend(slot.queries.iter().map(|q| (q.bidder(), weight)));
+        }
+        self.current = (self.current + 1) % self.slots.len();
+        let next = &mut self.slots[self.current];
+        next.queries.clear();
+        next.arrivals = 0;
+    }
+}
+
+/// splitmix64's finaliser (Steele, Lea & Flood 2014): a cheap, well-mixed hash that
+/// stands in for a random number, so that sampling needs no shared RNG state.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl OnlineAllocator {
+    /// Algorithm R (Vitter 1985) on the window's arrival number `n` (0-based): the
+    /// first `k` arrivals fill the sample, and arrival `n ≥ k` replaces sample `j` when
+    /// `j = hash(n) mod (n + 1)` falls below `k`, so every arrival ends up in the
+    /// sample with the same probability. Only the arrivals that are stored (a share
+    /// `k / n` of them) take the lock, and only if it is free.
+    pub(super) fn sample(&self, arrival: u64, sampled: SampledQuery) {
+        let capacity = self.samples_per_window;
+        let slot = if arrival < capacity {
+            None
+        } else {
+            let epoch = self.epoch.load(Ordering::Relaxed);
+            let pick = mix(arrival ^ mix(epoch ^ self.seed)) % (arrival + 1);
+            if pick >= capacity {
+                return;
+            }
+            Some(pick as usize)
+        };
+        if let Ok(mut sampler) = self.sampler.try_lock() {
+            sampler.store(slot, sampled, capacity as usize);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::lock;
+    use super::*;
+    use crate::Query;
+    use approx::assert_relative_eq;
+
+    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
+        ShiftedSurge::new(t, w, p).unwrap()
+    }
+
+    #[test]
+    fn the_reservoir_stays_bounded_and_scales_by_arrivals() {
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(1_000)
+            .samples_per_window(8)
+            .history_windows(2)
+            .build()
+            .unwrap();
+        let q = Query::new(curve(100.0, 100.0, 0.9));
+        for _ in 0..1000 {
+            let _ = online.admit(&q).unwrap();
+        }
+        assert_eq!(lock(&online.sampler).filling().queries.len(), 8);
+        let mut out = Vec::new();
+        lock(&online.sampler).close_window(1000, &mut out);
+        // 8 samples standing for 1000 arrivals, averaged over 1 closed window.
+        assert_eq!(out.len(), 8);
+        assert_relative_eq!(out.iter().map(|(_, w)| w).sum::<f64>(), 1000.0);
+    }
+
+    #[test]
+    fn the_hashed_reservoir_keeps_early_and_late_arrivals_alike() {
+        // Algorithm R keeps every arrival with probability k/n; a sampler that kept
+        // the first k (or favoured the last) would split these counts unevenly.
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(1_000)
+            .samples_per_window(100)
+            .history_windows(1)
+            .build()
+            .unwrap();
+        let (mut early, mut late) = (0usize, 0usize);
+        for _ in 0..100 {
+            for i in 0..1000 {
+                let _ = online
+                    .admit(&Query::new(curve(i as f64, 100.0, 0.9)))
+                    .unwrap();
+            }
+            {
+                let sampler = lock(&online.sampler);
+                let sample = &sampler.filling().queries;
+                assert_eq!(sample.len(), 100);
+                early += sample
+                    .iter()
+                    .filter(|q| q.curve().threshold() < 500.0)
+                    .count();
+                late += sample
+                    .iter()
+                    .filter(|q| q.curve().threshold() >= 500.0)
+                    .count();
+            }
+            online.end_window();
+        }
+        // 10 000 draws, 5 000 expected on each side; the standard deviation is 50.
+        assert!(early.abs_diff(late) < 400, "early {early}, late {late}");
+    }
+
+    #[test]
+    fn a_sampled_query_rejects_weights_a_query_would_reject() {
+        let c = curve(100.0, 1e-300, 0.9);
+        assert!(SampledQuery::new(c, 1.0, 10).is_ok());
+        let err = SampledQuery::new(c, 1e300, 10).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidParameter {
+                field: "weight",
+                ..
+            }
+        ));
+        assert!(SampledQuery::new(c, -1.0, 10).is_err());
+        assert!(SampledQuery::new(c, f64::INFINITY, 10).is_err());
+    }
+}

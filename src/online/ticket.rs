@@ -1,0 +1,159 @@
+//! Tickets and refunds: a grant names the window that paid for it, and a request that
+//! stops early returns the unused tokens to that window while it is still open.
+
+use super::window::{pack, packed_epoch, packed_remaining, short_epoch};
+use super::OnlineAllocator;
+use crate::error::{Error, Result};
+use std::sync::atomic::Ordering;
+
+/// One request's grant: the tokens it may spend and the window that paid for them.
+///
+/// A ticket is not `Clone`: [`OnlineAllocator::complete`] consumes it, so a refund
+/// cannot be claimed twice.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "pass the ticket to `complete` when the request finishes, to refund unused tokens"]
+pub struct Ticket {
+    pub(super) tokens: u64,
+    pub(super) epoch: u64,
+    pub(super) allocator: u64,
+}
+
+impl Ticket {
+    /// Tokens the request may generate (its `max_new_tokens`); 0 means abandoned:
+    /// route the request to a cheap path or reject it.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Whether the request was abandoned (granted 0 tokens).
+    pub fn is_abandoned(&self) -> bool {
+        self.tokens == 0
+    }
+
+    /// The window (0-based count of [`OnlineAllocator::end_window`] calls before the
+    /// grant) that paid for the tokens.
+    pub fn window(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl OnlineAllocator {
+    /// Reports that a request finished after generating `tokens_used` tokens, and
+    /// refunds the unused part of its grant to its window if that window is still
+    /// open. Returns the tokens credited back (0 when the window has ended).
+    ///
+    /// # Errors
+    /// - [`Error::InvalidParameter`] (field `ticket`) when the ticket was issued by
+    ///   another allocator; nothing is refunded.
+    /// - [`Error::InvalidParameter`] (field `tokens_used`) when `tokens_used` exceeds
+    ///   the grant; the request is still completed (with nothing to refund).
+    pub fn complete(&self, ticket: Ticket, tokens_used: u64) -> Result<u64> {
+        if ticket.allocator != self.id {
+            return Err(Error::invalid_parameter(
+                "ticket",
+                ticket.allocator,
+                "was issued by a different online allocator",
+            ));
+        }
+        let unused = ticket.tokens.saturating_sub(tokens_used);
+        let mut credited = 0;
+        if unused > 0 {
+            let mut state = self.hot.window_state.load(Ordering::Acquire);
+            // The packed epoch changes with every window, so the compare-and-swap
+            // fails if the window ends in between: a refund can only reach the
+            // window that paid for it.
+            while packed_epoch(state) == short_epoch(ticket.epoch)
+                && self.epoch.load(Ordering::Acquire) == ticket.epoch
+            {
+                let remaining = packed_remaining(state) + unused;
+                // A refund returns tokens granted from what this allocator held, so it never
+                // lifts the held tokens above what the window leased (≤ the budget).
+                debug_assert!(remaining <= self.budget, "refund above the budget");
+                let next = pack(packed_epoch(state), remaining.min(self.budget));
+                match self.hot.window_state.compare_exchange_weak(
+                    state,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        credited = unused;
+                        break;
+                    }
+                    Err(now) => state = now,
+                }
+            }
+            if credited > 0 {
+                self.hot.credited.fetch_add(credited, Ordering::Relaxed);
+            }
+        }
+        if tokens_used > ticket.tokens {
+            return Err(Error::invalid_parameter(
+                "tokens_used",
+                tokens_used,
+                "exceeds the tokens the ticket granted",
+            ));
+        }
+        Ok(credited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Query, ShiftedSurge};
+
+    fn online(budget: u64) -> OnlineAllocator {
+        OnlineAllocator::builder()
+            .tokens_per_window(budget)
+            .default_cap(4096)
+            .build()
+            .unwrap()
+    }
+
+    fn query() -> Query {
+        Query::new(ShiftedSurge::new(100.0, 100.0, 0.9).unwrap()).with_cap(1_000)
+    }
+
+    #[test]
+    fn a_refund_reaches_the_open_window_that_paid_for_it() {
+        let online = online(5_000);
+        let ticket = online.admit(&query()).unwrap();
+        assert_eq!((ticket.tokens(), ticket.window()), (1_000, 0));
+        assert_eq!(online.complete(ticket, 250).unwrap(), 750);
+        assert_eq!(online.remaining(), 4_750);
+    }
+
+    #[test]
+    fn a_refund_after_the_window_ended_is_not_carried_over() {
+        let online = online(5_000);
+        let ticket = online.admit(&query()).unwrap();
+        online.end_window();
+        assert_eq!(online.complete(ticket, 0).unwrap(), 0);
+        assert_eq!(online.remaining(), 5_000);
+    }
+
+    #[test]
+    fn a_foreign_ticket_or_an_overrun_is_an_error_that_names_its_field() {
+        let (a, b) = (online(5_000), online(5_000));
+        let ticket = a.admit(&query()).unwrap();
+        let err = b.complete(ticket, 0).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidParameter {
+                field: "ticket",
+                ..
+            }
+        ));
+        let ticket = a.admit(&query()).unwrap();
+        let err = a.complete(ticket, 1_001).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidParameter {
+                field: "tokens_used",
+                ..
+            }
+        ));
+        assert_eq!(a.remaining(), 3_000, "nothing refunded on an overrun");
+    }
+}
