@@ -11,6 +11,7 @@
 //! failure, timeout, client gone, shutdown), with the tokens counted so far, so the
 //! rest is refunded to the window that granted it (while that window is open).
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::ParsedRequest;
@@ -69,22 +70,21 @@ pub enum Decision {
 }
 
 impl Admission {
-    /// An allocator of `tokens_per_window` per `window`, starting at `initial_price`.
+    /// The allocator the config describes (its default cap: the default class's
+    /// thinking cap).
     ///
     /// # Errors
     /// The allocator's validation error as a message (the config validated the same
     /// values first, so this is not expected).
-    pub fn new(
-        tokens_per_window: u64,
-        window: Duration,
-        initial_price: f64,
-        default_cap: u64,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let tokens_per_window = config.tokens_per_window;
+        let initial_price = config.initial_price;
         let online = OnlineAllocator::builder()
             .tokens_per_window(tokens_per_window)
-            .default_cap(default_cap)
+            .default_cap(config.classes.default_class().max_thinking_tokens)
             .initial_price(initial_price)
+            .samples_per_window(config.samples_per_window)
+            .history_windows(config.history_windows)
             .build()
             .map_err(|e| e.to_string())?;
         metrics.window_budget.set(tokens_per_window as i64);
@@ -92,7 +92,7 @@ impl Admission {
         Ok(Admission {
             online,
             metrics,
-            window,
+            window: config.window,
             window_started: Mutex::new(Instant::now()),
         })
     }

@@ -107,6 +107,11 @@ pub struct ConfigBuilder {
     pub shutdown_grace: Option<f64>,
     /// Price per token until the first window ends [default: 0].
     pub initial_price: Option<f64>,
+    /// Arrivals the allocator keeps per window to re-clear the price [default: 256].
+    /// More make the price steadier (less sampling noise) at a little memory.
+    pub samples_per_window: Option<usize>,
+    /// Recent windows the price is cleared against [default: 4].
+    pub history_windows: Option<usize>,
     /// Class of requests that name no class and whose model matches none.
     pub default_class: Option<String>,
     /// The classes and their prior curves, by name.
@@ -161,6 +166,8 @@ pub struct Config {
     pub(crate) upstream_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) initial_price: f64,
+    pub(crate) samples_per_window: usize,
+    pub(crate) history_windows: usize,
     pub(crate) classes: ClassTable,
     pub(crate) log_level: tracing::Level,
 }
@@ -328,6 +335,20 @@ impl ConfigBuilder {
                 )
             })?,
         };
+        let samples_per_window = self.samples_per_window.unwrap_or(256);
+        if !(1..=65_536).contains(&samples_per_window) {
+            return Err(ConfigError::new(
+                "samples_per_window",
+                format!("must be in 1 ..= 65536, got {samples_per_window}"),
+            ));
+        }
+        let history_windows = self.history_windows.unwrap_or(4);
+        if !(1..=1024).contains(&history_windows) {
+            return Err(ConfigError::new(
+                "history_windows",
+                format!("must be in 1 ..= 1024, got {history_windows}"),
+            ));
+        }
         let classes = ClassTable::build(
             self.classes.unwrap_or_default(),
             self.default_class,
@@ -353,6 +374,8 @@ impl ConfigBuilder {
             upstream_timeout: seconds("upstream_timeout", self.upstream_timeout.unwrap_or(300.0))?,
             shutdown_grace: seconds("shutdown_grace", self.shutdown_grace.unwrap_or(10.0))?,
             initial_price,
+            samples_per_window,
+            history_windows,
             classes,
             log_level,
         })

@@ -53,14 +53,7 @@ impl Proxy {
     /// A message when the allocator or the HTTP client cannot be built.
     pub fn new(config: Config) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::new());
-        let default_cap = config.classes.default_class().max_thinking_tokens;
-        let admission = Arc::new(Admission::new(
-            config.tokens_per_window,
-            config.window,
-            config.initial_price,
-            default_cap,
-            Arc::clone(&metrics),
-        )?);
+        let admission = Arc::new(Admission::new(&config, Arc::clone(&metrics))?);
         let client = reqwest::Client::builder()
             .connect_timeout(
                 config

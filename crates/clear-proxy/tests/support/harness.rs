@@ -20,10 +20,11 @@ pub struct Running {
 pub async fn start(upstream: &str, toml: &str) -> Running {
     // Top-level defaults first: the test's TOML may end in [classes.*] tables.
     let mut text = format!("upstream = \"{upstream}\"\n");
-    if !toml.contains("window =") {
+    let sets = |key: &str| toml.lines().any(|l| l.split('=').next().map(str::trim) == Some(key));
+    if !sets("window") {
         text.push_str("window = 3600.0\n");
     }
-    if !toml.contains("tokens_per_window") {
+    if !sets("tokens_per_window") {
         text.push_str("tokens_per_window = 100000\n");
     }
     text.push_str(toml);

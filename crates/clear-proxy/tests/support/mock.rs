@@ -23,12 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the mock saw and did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Record {
     /// Every request body received, in arrival order.
     pub requests: Mutex<Vec<Value>>,
     /// Completion tokens generated (sent), over all requests.
     pub generated: AtomicU64,
+    /// Open (`true`) lets `gated` requests proceed.
+    pub gate: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running mock engine.
@@ -39,7 +41,11 @@ pub struct Mock {
 
 impl Mock {
     pub async fn start() -> Mock {
-        let record = Arc::new(Record::default());
+        let record = Arc::new(Record {
+            requests: Mutex::default(),
+            generated: AtomicU64::new(0),
+            gate: tokio::sync::watch::channel(false).0,
+        });
         let app = Router::new()
             .route("/v1/chat/completions", post(serve))
             .route("/v1/completions", post(serve))
@@ -50,6 +56,16 @@ impl Mock {
             let _ = axum::serve(listener, app).await;
         });
         Mock { addr, record }
+    }
+
+    /// Lets `gated` requests proceed (and all later ones, until [`hold`](Self::hold)).
+    pub fn release(&self) {
+        self.record.gate.send_replace(true);
+    }
+
+    /// Makes `gated` requests wait again.
+    pub fn hold(&self) {
+        self.record.gate.send_replace(false);
     }
 
     pub fn url(&self) -> String {
@@ -72,6 +88,7 @@ struct Plan {
     delay_ms: u64,
     fail: Option<u16>,
     hang: bool,
+    gated: bool,
     die_after: Option<u64>,
     no_usage: bool,
 }
@@ -106,6 +123,7 @@ fn plan(body: &Value) -> Plan {
             "delay_ms" => p.delay_ms = n.unwrap_or(0),
             "fail" => p.fail = n.map(|s| s as u16),
             "hang" => p.hang = true,
+            "gated" => p.gated = true,
             "die_after" => p.die_after = n,
             "nousage" => p.no_usage = true,
             _ => {}
@@ -147,6 +165,10 @@ async fn serve(State(record): State<Arc<Record>>, body: Bytes) -> Response {
     };
     record.requests.lock().unwrap().push(body.clone());
     let p = plan(&body);
+    if p.gated {
+        let mut gate = record.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+    }
     if p.hang {
         std::future::pending::<()>().await;
     }
