@@ -9,7 +9,7 @@
 use crate::admission::Grant;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::sse::{completion_tokens, inspect, EventSplitter};
+use crate::sse::{inspect, EventSplitter};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -138,6 +138,23 @@ async fn upstream_status(up: &Upstream, response: reqwest::Response) -> Result<R
     )))
 }
 
+/// The parts of a completion the proxy reads.
+#[derive(Debug, serde::Deserialize)]
+struct Outcome {
+    usage: Option<UsageTokens>,
+    choices: Option<Vec<Finish>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct UsageTokens {
+    completion_tokens: Option<u64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Finish {
+    finish_reason: Option<String>,
+}
+
 /// Headers the proxy adds to every forwarded answer.
 pub type GrantHeaders = Vec<(HeaderName, HeaderValue)>;
 
@@ -182,14 +199,18 @@ pub async fn forward_once(
             return Err(ApiError::shutting_down());
         }
     };
-    let value: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
     if let Some(grant) = grant {
-        let used = value.as_ref().and_then(completion_tokens);
-        let hit_limit = value
+        // Only `usage` and the finish reasons are read; the rest is skipped unparsed.
+        let outcome: Option<Outcome> = serde_json::from_slice(&bytes).ok();
+        let used = outcome
             .as_ref()
-            .and_then(|v| v.get("choices")?.as_array().cloned())
-            .is_some_and(|c| c.iter().any(|c| c["finish_reason"] == "length"));
-        if hit_limit {
+            .and_then(|o| o.usage.as_ref()?.completion_tokens);
+        if outcome.is_some_and(|o| {
+            o.choices
+                .iter()
+                .flatten()
+                .any(|c| c.finish_reason.as_deref() == Some("length"))
+        }) {
             up.metrics.censored.inc();
         }
         // Without usage the proxy cannot know: charge the whole grant.

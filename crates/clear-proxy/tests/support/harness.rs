@@ -20,7 +20,10 @@ pub struct Running {
 pub async fn start(upstream: &str, toml: &str) -> Running {
     // Top-level defaults first: the test's TOML may end in [classes.*] tables.
     let mut text = format!("upstream = \"{upstream}\"\n");
-    let sets = |key: &str| toml.lines().any(|l| l.split('=').next().map(str::trim) == Some(key));
+    let sets = |key: &str| {
+        toml.lines()
+            .any(|l| l.split('=').next().map(str::trim) == Some(key))
+    };
     if !sets("window") {
         text.push_str("window = 3600.0\n");
     }
