@@ -327,14 +327,13 @@ impl ConfigBuilder {
                 Some(parts)
             }
         };
-        let log_level = match self.log_level.as_deref().unwrap_or("info") {
-            level => level.parse::<tracing::Level>().map_err(|_| {
-                ConfigError::new(
-                    "log_level",
-                    format!("must be error, warn, info, debug or trace, got {level:?}"),
-                )
-            })?,
-        };
+        let level = self.log_level.as_deref().unwrap_or("info");
+        let log_level = level.parse::<tracing::Level>().map_err(|_| {
+            ConfigError::new(
+                "log_level",
+                format!("must be error, warn, info, debug or trace, got {level:?}"),
+            )
+        })?;
         let samples_per_window = self.samples_per_window.unwrap_or(256);
         if !(1..=65_536).contains(&samples_per_window) {
             return Err(ConfigError::new(

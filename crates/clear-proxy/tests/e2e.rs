@@ -389,7 +389,9 @@ async fn bad_input_is_a_4xx_naming_the_field_and_charges_nothing() {
     let proxy = start(&engine.url(), "max_body_bytes = 4096\ndialect = \"dynamo\"").await;
     let chat = "/v1/chat/completions";
     let ok = r#"{"messages": []}"#;
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (path, body, headers, expected status, expected `param`)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (chat, "{not json".into(), vec![], 400, "body"),
         (chat, "[1]".into(), vec![], 400, "body"),
         (chat, "".into(), vec![], 400, "body"),

@@ -141,7 +141,7 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
     );
     let trace = trace();
     let mut utility = 0.0;
-    let (mut granted_total, mut decided_total) = (0u64, 0usize);
+    let mut decided_total = 0usize;
     let mut peak_in_flight = 0.0f64;
     for (w, window) in trace.chunks(PER_WINDOW).enumerate() {
         engine.hold();
@@ -220,7 +220,7 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
                 other => panic!("window {w}: status {other}: {}", answer.body),
             }
         }
-        granted_total = granted_now;
+        let granted_total = granted_now;
         decided_total += PER_WINDOW;
         assert_eq!(proxy.metric("clear_grants_in_flight"), 0.0, "window {w}");
         assert_eq!(
