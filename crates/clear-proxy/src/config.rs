@@ -2,7 +2,8 @@
 //! [`ConfigBuilder`] and validated once into an immutable [`Config`].
 
 use crate::classes::{ClassSpec, ClassTable};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, ThinkingField};
+use crate::request::RequestRules;
 use clap::Parser;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -155,7 +156,7 @@ pub struct Config {
     pub(crate) tokens_per_window: u64,
     pub(crate) window: Duration,
     pub(crate) dialect: Dialect,
-    pub(crate) thinking_field: Option<Vec<String>>,
+    pub(crate) thinking_field: ThinkingField,
     pub(crate) on_abandon: AbandonPolicy,
     pub(crate) cheap_max_tokens: u64,
     pub(crate) fallback_upstream: String,
@@ -312,7 +313,7 @@ impl ConfigBuilder {
         if max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
         }
-        let thinking_field = match &self.thinking_field {
+        let custom_field = match &self.thinking_field {
             None => None,
             Some(path) => {
                 let parts: Vec<String> = path.split('.').map(str::to_string).collect();
@@ -348,6 +349,7 @@ impl ConfigBuilder {
                 format!("must be in 1 ..= 1024, got {history_windows}"),
             ));
         }
+        let dialect = self.dialect.unwrap_or(Dialect::Openai);
         let classes = ClassTable::build(
             self.classes.unwrap_or_default(),
             self.default_class,
@@ -361,8 +363,8 @@ impl ConfigBuilder {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000))),
             tokens_per_window,
             window,
-            dialect: self.dialect.unwrap_or(Dialect::Openai),
-            thinking_field,
+            dialect,
+            thinking_field: ThinkingField::new(dialect, custom_field.as_deref()),
             on_abandon: self.on_abandon.unwrap_or(AbandonPolicy::Reject),
             cheap_max_tokens,
             fallback_upstream,
@@ -395,6 +397,25 @@ impl Config {
     /// The log level.
     pub fn log_level(&self) -> tracing::Level {
         self.log_level
+    }
+
+    /// The engine's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Where the thinking grant is written.
+    pub fn thinking_field(&self) -> &ThinkingField {
+        &self.thinking_field
+    }
+
+    /// What [`crate::parse_request`] checks requests against under this config.
+    pub fn request_rules(&self) -> RequestRules<'_> {
+        RequestRules {
+            classes: &self.classes,
+            thinking_field: &self.thinking_field,
+            max_tokens_limit: self.max_tokens_limit,
+        }
     }
 }
 

@@ -102,6 +102,29 @@ fn optional_bool(body: &Map<String, Value>, name: &str) -> Result<bool, ApiError
 ///
 /// `route_class` is the class named in the path (`/classes/{class}/v1/...`), if any.
 ///
+/// ```
+/// use axum::http::HeaderMap;
+/// use clear_proxy::{parse_request, ConfigBuilder, Endpoint};
+///
+/// let config = ConfigBuilder::from_toml(
+///     "upstream = \"http://127.0.0.1:8000\"\ntokens_per_window = 10000\nwindow = 5.0\ndialect = \"vllm\"\nanswer_reserve = 100",
+/// )?
+/// .build()?;
+/// let body = br#"{"model": "m", "messages": [], "max_tokens": 1000}"#;
+/// let parsed = parse_request(config.request_rules(), Endpoint::ChatCompletions, None, &HeaderMap::new(), body)
+///     .expect("a valid request");
+/// assert_eq!(parsed.completion_cap(), 1000);
+/// // A grant of 600 completion tokens: 500 to think, 100 for the answer.
+/// let forwarded: serde_json::Value =
+///     serde_json::from_slice(&parsed.granted_body(config.thinking_field(), 600))?;
+/// assert_eq!(forwarded["thinking_token_budget"], 500);
+/// assert_eq!(forwarded["max_tokens"], 600);
+///
+/// let bad = parse_request(config.request_rules(), Endpoint::ChatCompletions, None, &HeaderMap::new(), b"{\"messages\": [], \"max_tokens\": -1}");
+/// assert_eq!(bad.unwrap_err().param.as_deref(), Some("max_tokens"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// A 400 [`ApiError`] naming the field or header: a body that is not a JSON object;
 /// `model`, `stream`, `stream_options`, `messages`/`prompt` of the wrong type;

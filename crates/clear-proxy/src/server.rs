@@ -2,11 +2,10 @@
 
 use crate::admission::{Admission, Decision, WindowSummary};
 use crate::config::{AbandonPolicy, Config};
-use crate::dialect::ThinkingField;
 use crate::error::ApiError;
 use crate::forward::{forward_once, forward_stream, forwarded_headers, GrantHeaders, Upstream};
 use crate::metrics::Metrics;
-use crate::request::{parse_request, Endpoint, RequestRules};
+use crate::request::{parse_request, Endpoint};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -33,7 +32,6 @@ pub const REQUEST_ID_HEADER: &str = "x-clear-request-id";
 #[derive(Debug)]
 struct AppState {
     config: Config,
-    field: ThinkingField,
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     upstream: Upstream,
@@ -66,7 +64,6 @@ impl Proxy {
             .build()
             .map_err(|e| format!("upstream client: {e}"))?;
         let (cancel, cancel_rx) = watch::channel(false);
-        let field = ThinkingField::new(config.dialect, config.thinking_field.as_deref());
         Ok(Proxy {
             state: Arc::new(AppState {
                 upstream: Upstream {
@@ -76,7 +73,6 @@ impl Proxy {
                     metrics: Arc::clone(&metrics),
                 },
                 config,
-                field,
                 admission,
                 metrics,
                 cancel,
@@ -248,12 +244,13 @@ async fn handle_inner(
 ) -> Result<Response, ApiError> {
     let config = &state.config;
     let bytes = read_body(body, &headers, config.max_body_bytes).await?;
-    let rules = RequestRules {
-        classes: &config.classes,
-        thinking_field: &state.field,
-        max_tokens_limit: config.max_tokens_limit,
-    };
-    let parsed = parse_request(rules, endpoint, route_class, &headers, &bytes)?;
+    let parsed = parse_request(
+        config.request_rules(),
+        endpoint,
+        route_class,
+        &headers,
+        &bytes,
+    )?;
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let mut extra: GrantHeaders = vec![
         (
@@ -277,7 +274,7 @@ async fn handle_inner(
                 HeaderName::from_static(MAX_TOKENS_HEADER),
                 header_value(grant.tokens()),
             ));
-            let body = parsed.granted_body(&state.field, grant.tokens());
+            let body = parsed.granted_body(&config.thinking_field, grant.tokens());
             (
                 format!("{}{}", config.upstream, endpoint.path()),
                 body,
@@ -292,7 +289,7 @@ async fn handle_inner(
             AbandonPolicy::Cheap => {
                 state.metrics.request("cheap");
                 extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
-                let body = parsed.cheap_body(&state.field, config.cheap_max_tokens);
+                let body = parsed.cheap_body(&config.thinking_field, config.cheap_max_tokens);
                 (
                     format!("{}{}", config.upstream, endpoint.path()),
                     body,
