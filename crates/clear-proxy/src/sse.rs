@@ -154,6 +154,41 @@ mod tests {
         assert_eq!(inspect(b": keep-alive\n\n"), EventInfo::default());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xC1EA_55E0),
+            ..proptest::prelude::ProptestConfig::with_cases(256)
+        })]
+
+        /// However the stream is cut into chunks, the same events come out, whole
+        /// and in order, and nothing is lost at the end.
+        #[test]
+        fn chunking_never_changes_the_events(
+            payloads in proptest::collection::vec("[a-z{}\":, ]{0,40}", 1..12),
+            crlf in proptest::collection::vec(proptest::bool::ANY, 12),
+            cuts in proptest::collection::vec(0usize..400, 0..10),
+        ) {
+            let events: Vec<String> = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| if crlf[i] { format!("data: {p}\r\n\r\n") } else { format!("data: {p}\n\n") })
+                .collect();
+            let stream = events.concat().into_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+            cuts.push(0);
+            cuts.push(stream.len());
+            cuts.sort_unstable();
+            let mut splitter = EventSplitter::default();
+            let mut out = Vec::new();
+            for pair in cuts.windows(2) {
+                out.extend(splitter.push(&stream[pair[0]..pair[1]]).unwrap());
+            }
+            proptest::prop_assert!(splitter.rest().is_none());
+            let out: Vec<String> = out.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
+            proptest::prop_assert_eq!(out, events);
+        }
+    }
+
     #[test]
     fn a_runaway_event_is_an_error() {
         let mut s = EventSplitter::default();

@@ -738,3 +738,21 @@ async fn the_binary_starts_with_flags_alone() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokens_per_window"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_completions_endpoint_is_forwarded_to_the_same_path() {
+    let engine = Mock::start().await;
+    let proxy = start(&engine.url(), "dialect = \"vllm\"").await;
+    let a = proxy
+        .post(
+            "/v1/completions",
+            r#"{"prompt": "think=12 answer=3", "max_tokens": 1000, "stream": true}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.events().last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(engine.last_request()["prompt"], "think=12 answer=3");
+    assert_eq!(engine.last_request()["thinking_token_budget"], 1000 - 256);
+    assert_eq!(proxy.remaining(), BUDGET - 15);
+}
