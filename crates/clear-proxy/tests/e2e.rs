@@ -716,9 +716,24 @@ async fn the_binary_starts_with_flags_alone() {
         .body(r#"{"messages": [{"role": "user", "content": "think=10"}], "max_tokens": 1000}"#)
         .send()
         .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM: a graceful exit (nothing in flight, so at once).
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut exited = None;
+    for _ in 0..400 {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     assert!(ready);
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
     let answer = answer.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["x-clear-grant"], "744");
