@@ -90,11 +90,16 @@ fn classify(metrics: &Metrics, error: reqwest::Error, timeout: Duration) -> ApiE
 /// Sends the request and waits for the response headers.
 async fn send(
     up: &Upstream,
-    url: &str,
+    url: &reqwest::Url,
     headers: HeaderMap,
     body: Vec<u8>,
 ) -> Result<reqwest::Response, ApiError> {
-    let request = up.client.post(url).headers(headers).body(body).send();
+    let request = up
+        .client
+        .post(url.clone())
+        .headers(headers)
+        .body(body)
+        .send();
     tokio::select! {
         result = tokio::time::timeout(up.timeout, request) => match result {
             Err(_) => {
@@ -173,7 +178,7 @@ fn with_headers(mut response: Response, extra: GrantHeaders) -> Response {
 /// on timeout; 503 when shutdown cancels the request. The grant is refunded in full.
 pub async fn forward_once(
     up: &Upstream,
-    url: &str,
+    url: &reqwest::Url,
     headers: HeaderMap,
     body: Vec<u8>,
     grant: Option<Grant>,
@@ -233,7 +238,7 @@ pub async fn forward_once(
 /// stream with an OpenAI-style `error` event.
 pub async fn forward_stream(
     up: &Upstream,
-    url: &str,
+    url: &reqwest::Url,
     headers: HeaderMap,
     body: Vec<u8>,
     grant: Option<Grant>,

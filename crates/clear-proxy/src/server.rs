@@ -35,6 +35,8 @@ struct AppState {
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     upstream: Upstream,
+    /// Parsed once: [engine, fallback] × [chat, completions].
+    urls: [[reqwest::Url; 2]; 2],
     cancel: watch::Sender<bool>,
     next_id: AtomicU64,
 }
@@ -64,6 +66,19 @@ impl Proxy {
             .build()
             .map_err(|e| format!("upstream client: {e}"))?;
         let (cancel, cancel_rx) = watch::channel(false);
+        let url = |base: &str, endpoint: Endpoint| {
+            reqwest::Url::parse(&format!("{base}{}", endpoint.path()))
+                .map_err(|e| format!("upstream URL {base:?}: {e}"))
+        };
+        let mut urls = Vec::new();
+        for base in [&config.upstream, &config.fallback_upstream] {
+            urls.push([
+                url(base, Endpoint::ChatCompletions)?,
+                url(base, Endpoint::Completions)?,
+            ]);
+        }
+        let urls: [[reqwest::Url; 2]; 2] =
+            urls.try_into().map_err(|_| "two upstreams".to_string())?;
         Ok(Proxy {
             state: Arc::new(AppState {
                 upstream: Upstream {
@@ -73,6 +88,7 @@ impl Proxy {
                     metrics: Arc::clone(&metrics),
                 },
                 config,
+                urls,
                 admission,
                 metrics,
                 cancel,
@@ -166,6 +182,16 @@ impl Proxy {
         self.cancel_in_flight();
         timer.abort();
         result
+    }
+}
+
+impl AppState {
+    fn url(&self, fallback: bool, endpoint: Endpoint) -> &reqwest::Url {
+        let e = match endpoint {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+        };
+        &self.urls[usize::from(fallback)][e]
     }
 }
 
@@ -275,11 +301,7 @@ async fn handle_inner(
                 header_value(grant.tokens()),
             ));
             let body = parsed.granted_body(&config.thinking_field, grant.tokens());
-            (
-                format!("{}{}", config.upstream, endpoint.path()),
-                body,
-                Some(grant),
-            )
+            (state.url(false, endpoint), body, Some(grant))
         }
         Decision::Abandoned { retry_after, price } => match config.on_abandon {
             AbandonPolicy::Reject => {
@@ -290,29 +312,21 @@ async fn handle_inner(
                 state.metrics.request("cheap");
                 extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
                 let body = parsed.cheap_body(&config.thinking_field, config.cheap_max_tokens);
-                (
-                    format!("{}{}", config.upstream, endpoint.path()),
-                    body,
-                    None,
-                )
+                (state.url(false, endpoint), body, None)
             }
             AbandonPolicy::Fallback => {
                 state.metrics.request("fallback");
                 extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
                 let body = parsed
                     .fallback_body(config.fallback_model.as_deref(), config.fallback_max_tokens);
-                (
-                    format!("{}{}", config.fallback_upstream, endpoint.path()),
-                    body,
-                    None,
-                )
+                (state.url(true, endpoint), body, None)
             }
         },
     };
     if parsed.stream {
         forward_stream(
             &state.upstream,
-            &url,
+            url,
             forward_headers,
             body,
             grant,
@@ -321,7 +335,7 @@ async fn handle_inner(
         )
         .await
     } else {
-        forward_once(&state.upstream, &url, forward_headers, body, grant, extra).await
+        forward_once(&state.upstream, url, forward_headers, body, grant, extra).await
     }
 }
 
