@@ -258,3 +258,71 @@ async fn five_hundred_twenty_concurrent_requests_per_window_stay_within_budget_a
     );
     assert!(started.elapsed() < Duration::from_secs(300));
 }
+
+/// 500 concurrent requests in one window, each ending differently: answered,
+/// streamed with and without usage, refused by the engine (5xx), cut off mid-stream,
+/// answered without usage. Every grant must be settled exactly once, with exactly the
+/// tokens the engine generated for it (the whole grant when it reported nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_requests_with_failures_are_all_settled_exactly() {
+    const N: usize = 500;
+    const MAX: u64 = 2000;
+    let engine = Mock::start().await;
+    let proxy = Arc::new(
+        start(
+            &engine.url(),
+            "tokens_per_window = 10000000\nanswer_reserve = 64\ndialect = \"dynamo\"",
+        )
+        .await,
+    );
+    let mut s = 0x5E77_1Eu64;
+    let cases: Vec<(String, bool, u64)> = (0..N)
+        .map(|i| {
+            let think = (splitmix(&mut s) * 3000.0) as u64;
+            let answer = 1 + (splitmix(&mut s) * 40.0) as u64;
+            // Thinking stops at the grant minus the reserve; the answer fits the rest.
+            let thinking = think.min(MAX - 64);
+            let full = thinking + answer.min(MAX - thinking);
+            let base = format!("think={think} answer={answer} gated");
+            match i % 6 {
+                0 => (base, false, full),
+                1 => (base, true, full),
+                2 => (format!("{base} nousage"), true, full),
+                3 => (format!("{base} fail=500"), i % 12 == 3, 0),
+                4 => (format!("{base} die_after=7"), true, full.min(7)),
+                _ => (format!("{base} nousage"), false, MAX),
+            }
+        })
+        .collect();
+    engine.hold();
+    let tasks: Vec<_> = cases
+        .iter()
+        .map(|(prompt, stream, _)| {
+            let proxy = Arc::clone(&proxy);
+            let extra = format!(", \"max_tokens\": {MAX}, \"stream\": {stream}");
+            let prompt = prompt.clone();
+            tokio::spawn(async move { proxy.chat(&prompt, &extra, &[]).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.requests().len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "requests did not all reach the engine"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(proxy.metric("clear_grants_in_flight"), N as f64);
+    engine.release();
+    for (task, (prompt, _, _)) in tasks.into_iter().zip(&cases) {
+        let answer = task.await.unwrap();
+        let expected = if prompt.contains("fail=") { 502 } else { 200 };
+        assert_eq!(answer.status, expected, "{prompt}: {}", answer.body);
+    }
+    let expected: u64 = cases.iter().map(|(_, _, used)| used).sum();
+    assert_eq!(proxy.metric("clear_grants_in_flight"), 0.0);
+    assert_eq!(proxy.metric("clear_grants_settled_total"), N as f64);
+    let report = proxy.proxy.end_window();
+    assert_eq!(report.charged, expected);
+    assert_eq!(report.charged + report.refunded, N as u64 * MAX);
+}
