@@ -275,7 +275,7 @@ async fn five_hundred_concurrent_requests_with_failures_are_all_settled_exactly(
         )
         .await,
     );
-    let mut s = 0x5E77_1Eu64;
+    let mut s = 0x005E_771E_u64;
     let cases: Vec<(String, bool, u64)> = (0..N)
         .map(|i| {
             let think = (splitmix(&mut s) * 3000.0) as u64;
