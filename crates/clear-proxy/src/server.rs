@@ -292,6 +292,7 @@ async fn handle_inner(
     let (url, body, grant) = match state.admission.admit(&parsed)? {
         Decision::Granted(grant) => {
             state.metrics.request("granted");
+            tracing::debug!(id, class = %parsed.class, thinking = grant.thinking_tokens(), completion = grant.tokens(), "granted");
             extra.push((
                 HeaderName::from_static(GRANT_HEADER),
                 header_value(grant.thinking_tokens()),
@@ -303,25 +304,30 @@ async fn handle_inner(
             let body = parsed.granted_body(&config.thinking_field, grant.tokens());
             (state.url(false, endpoint), body, Some(grant))
         }
-        Decision::Abandoned { retry_after, price } => match config.on_abandon {
-            AbandonPolicy::Reject => {
-                state.metrics.request("rejected");
-                return Err(ApiError::abandoned(price, retry_after));
+        Decision::Abandoned { retry_after, price } => {
+            tracing::debug!(id, class = %parsed.class, price, policy = ?config.on_abandon, "abandoned");
+            match config.on_abandon {
+                AbandonPolicy::Reject => {
+                    state.metrics.request("rejected");
+                    return Err(ApiError::abandoned(price, retry_after));
+                }
+                AbandonPolicy::Cheap => {
+                    state.metrics.request("cheap");
+                    extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
+                    let body = parsed.cheap_body(&config.thinking_field, config.cheap_max_tokens);
+                    (state.url(false, endpoint), body, None)
+                }
+                AbandonPolicy::Fallback => {
+                    state.metrics.request("fallback");
+                    extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
+                    let body = parsed.fallback_body(
+                        config.fallback_model.as_deref(),
+                        config.fallback_max_tokens,
+                    );
+                    (state.url(true, endpoint), body, None)
+                }
             }
-            AbandonPolicy::Cheap => {
-                state.metrics.request("cheap");
-                extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
-                let body = parsed.cheap_body(&config.thinking_field, config.cheap_max_tokens);
-                (state.url(false, endpoint), body, None)
-            }
-            AbandonPolicy::Fallback => {
-                state.metrics.request("fallback");
-                extra.push((HeaderName::from_static(GRANT_HEADER), header_value(0)));
-                let body = parsed
-                    .fallback_body(config.fallback_model.as_deref(), config.fallback_max_tokens);
-                (state.url(true, endpoint), body, None)
-            }
-        },
+        }
     };
     if parsed.stream {
         forward_stream(
