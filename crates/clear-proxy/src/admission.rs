@@ -1,0 +1,259 @@
+//! Admission: the one module that talks to the core's online allocator.
+//!
+//! A request is admitted on its *completion* curve: its thinking curve shifted right
+//! by the answer reserve, capped at its completion limit. The allocator then prices
+//! and charges thinking grant and answer reserve together, so the window budget
+//! counts every completion token the proxy authorises. A grant that does not exceed
+//! the reserve leaves no thinking and is treated as abandoned.
+//!
+//! A [`Grant`] owns the allocator's ticket and settles it exactly once: with the
+//! tokens used when the request completes, or, when it is dropped early (upstream
+//! failure, timeout, client gone, shutdown), with the tokens counted so far, so the
+//! rest is refunded to the window that granted it (while that window is open).
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::request::ParsedRequest;
+use clear_alloc::online::{OnlineAllocator, Ticket};
+use clear_alloc::Query;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The largest budget one window may have.
+pub const MAX_WINDOW_BUDGET: u64 = clear_alloc::online::MAX_WINDOW_BUDGET;
+
+/// The allocator with its window clock and metrics.
+#[derive(Debug)]
+pub struct Admission {
+    online: OnlineAllocator,
+    metrics: Arc<Metrics>,
+    window: Duration,
+    window_started: Mutex<Instant>,
+}
+
+/// What one window did, reported when it ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct WindowSummary {
+    /// The window that ended (0-based).
+    pub window: u64,
+    /// Its budget.
+    pub budget: u64,
+    /// Tokens it paid for, net of refunds; never above `budget`.
+    pub charged: u64,
+    /// Refunds credited to it while open.
+    pub refunded: u64,
+    /// Requests it admitted (abandoned ones included).
+    pub arrivals: u64,
+    /// Requests it abandoned.
+    pub abandoned: u64,
+    /// The price it admitted at.
+    pub price: f64,
+    /// The price of the next window.
+    pub next_price: f64,
+}
+
+/// The decision for one request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Granted completion tokens (thinking + answer reserve).
+    Granted(Grant),
+    /// Abandoned: the request's curve cannot pay the price for tokens beyond its
+    /// answer reserve. Nothing was charged.
+    Abandoned {
+        /// Seconds until the window ends.
+        retry_after: u64,
+        /// The price it could not pay.
+        price: f64,
+    },
+}
+
+impl Admission {
+    /// The allocator the config describes (its default cap: the default class's
+    /// thinking cap).
+    ///
+    /// # Errors
+    /// The allocator's validation error as a message (the config validated the same
+    /// values first, so this is not expected).
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let tokens_per_window = config.tokens_per_window;
+        let initial_price = config.initial_price;
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(tokens_per_window)
+            .default_cap(config.classes.default_class().max_thinking_tokens)
+            .initial_price(initial_price)
+            .samples_per_window(config.samples_per_window)
+            .history_windows(config.history_windows)
+            .build()
+            .map_err(|e| e.to_string())?;
+        metrics.window_budget.set(tokens_per_window as i64);
+        metrics.price.set(initial_price);
+        Ok(Admission {
+            online,
+            metrics,
+            window: config.window,
+            window_started: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The current price per token.
+    pub fn price(&self) -> f64 {
+        self.online.price()
+    }
+
+    /// The budget of every window.
+    pub fn window_budget(&self) -> u64 {
+        self.online.window_budget()
+    }
+
+    /// Tokens the current window can still grant.
+    pub fn remaining(&self) -> u64 {
+        self.online.remaining()
+    }
+
+    /// Seconds (at least 1) until the current window ends.
+    pub fn retry_after(&self) -> u64 {
+        let started = *self
+            .window_started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let left = self.window.saturating_sub(started.elapsed());
+        left.as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    /// Admits one parsed request.
+    ///
+    /// # Errors
+    /// A 400 when the allocator rejects the query (its curve cannot be shifted by
+    /// the answer reserve, e.g. a threshold near the largest float).
+    pub fn admit(self: &Arc<Self>, request: &ParsedRequest) -> Result<Decision, ApiError> {
+        let reserve = request.answer_reserve;
+        let curve = request
+            .curve
+            .with_threshold(request.curve.threshold() + reserve as f64)
+            .map_err(|e| ApiError::invalid("x-clear-threshold", e))?;
+        let query = Query::new(curve).with_cap(request.completion_cap());
+        let ticket = self
+            .online
+            .admit(&query)
+            .map_err(|e| ApiError::invalid("x-clear-*", e))?;
+        if ticket.tokens() <= reserve {
+            // No thinking left: refund whatever was reserved (it is still the same
+            // window unless it just ended, in which case nothing is owed to it).
+            let _ = self.online.complete(ticket, 0);
+            return Ok(Decision::Abandoned {
+                retry_after: self.retry_after(),
+                price: self.price(),
+            });
+        }
+        let tokens = ticket.tokens();
+        self.metrics.granted_tokens.inc_by(tokens);
+        self.metrics.in_flight.inc();
+        self.metrics
+            .grants
+            .get_or_create(&vec![("class", request.class.clone())])
+            .observe(tokens as f64);
+        Ok(Decision::Granted(Grant {
+            admission: Arc::clone(self),
+            ticket: Some(ticket),
+            tokens,
+            answer_reserve: reserve,
+            used: 0,
+        }))
+    }
+
+    /// Ends the window: restores the budget and re-clears the price.
+    pub fn end_window(&self) -> WindowSummary {
+        let report = self.online.end_window();
+        *self
+            .window_started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.metrics.windows.inc();
+        self.metrics.last_window_charged.set(report.charged as i64);
+        self.metrics.price.set(report.next_price);
+        WindowSummary {
+            window: report.window,
+            budget: report.budget,
+            charged: report.charged,
+            refunded: report.refunded,
+            arrivals: report.arrivals,
+            abandoned: report.abandoned,
+            price: report.price,
+            next_price: report.next_price,
+        }
+    }
+
+    /// Refreshes the gauges read at scrape time.
+    pub fn observe(&self) {
+        let remaining = self.online.remaining();
+        let budget = self.online.window_budget();
+        self.metrics.window_remaining.set(remaining as i64);
+        self.metrics
+            .window_charged
+            .set(budget.saturating_sub(remaining) as i64);
+        self.metrics.price.set(self.online.price());
+    }
+
+    fn settle(&self, ticket: Ticket, used: u64) {
+        let granted = ticket.tokens();
+        if used > granted {
+            tracing::warn!(
+                granted,
+                used,
+                "the engine generated more tokens than granted"
+            );
+        }
+        let used = used.min(granted);
+        // `complete` only fails for a foreign ticket or `used > granted`, both
+        // excluded here.
+        let credited = self.online.complete(ticket, used).unwrap_or(0);
+        self.metrics.used_tokens.inc_by(used);
+        self.metrics.refunded_tokens.inc_by(credited);
+        self.metrics.in_flight.dec();
+        self.metrics.settled.inc();
+    }
+}
+
+/// One admitted request's grant; settles its ticket exactly once.
+#[derive(Debug)]
+pub struct Grant {
+    admission: Arc<Admission>,
+    ticket: Option<Ticket>,
+    tokens: u64,
+    answer_reserve: u64,
+    used: u64,
+}
+
+impl Grant {
+    /// Completion tokens granted (thinking + answer reserve).
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// The thinking part of the grant.
+    pub fn thinking_tokens(&self) -> u64 {
+        self.tokens - self.answer_reserve
+    }
+
+    /// Records tokens generated so far (from a stream), so that a grant dropped
+    /// early refunds only the rest.
+    pub fn record_used(&mut self, used: u64) {
+        self.used = used;
+    }
+
+    /// Settles the grant with the tokens the request used; the rest is refunded.
+    pub fn finish(mut self, used: u64) {
+        self.used = used;
+        // Drop settles.
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.admission.settle(ticket, self.used);
+        }
+    }
+}
