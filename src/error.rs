@@ -111,14 +111,20 @@ impl Error {
     }
 }
 
-/// Formats a value as written for people: plain for everyday magnitudes, in exponent
-/// form for tiny or huge ones (Rust's `Display` would print 1e-300 with 300 digits).
+/// Formats a value as written for people: whole numbers up to 2^64 (token counts,
+/// options) in full, others plain for everyday magnitudes and in exponent form for tiny
+/// or huge ones (Rust's `Display` would print 1e-300 with 300 digits).
 struct Num(f64);
 
 impl fmt::Display for Num {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let magnitude = self.0.abs();
-        if magnitude != 0.0 && magnitude.is_finite() && !(1e-4..1e15).contains(&magnitude) {
+        if self.0.fract() == 0.0 && magnitude <= 18_446_744_073_709_551_616.0 {
+            // `as u64` saturates 2^64 (what u64::MAX becomes as f64) to u64::MAX, which
+            // reads back as the same f64.
+            let sign = if self.0 < 0.0 { "-" } else { "" };
+            write!(f, "{sign}{}", magnitude as u64)
+        } else if magnitude != 0.0 && magnitude.is_finite() && !(1e-4..1e15).contains(&magnitude) {
             write!(f, "{:e}", self.0)
         } else {
             write!(f, "{}", self.0)
@@ -194,8 +200,14 @@ mod tests {
         };
         assert_eq!(
             huge.to_string(),
-            "option granularity = 1.8446744073709552e19 is invalid: x"
+            "option granularity = 18446744073709551615 is invalid: x"
         );
+        let beyond_u64 = Error::InvalidParameter {
+            field: "weight",
+            value: 1e300,
+            reason: "x",
+        };
+        assert_eq!(beyond_u64.to_string(), "weight = 1e300 is invalid: x");
         let plain = Error::InvalidParameter {
             field: "width",
             value: -2.5,

@@ -156,7 +156,8 @@ impl AllocationRequest {
     /// [`Error::MissingField`] when neither or both of `budget` and `price` are given,
     /// or a query lacks a field; [`Error::InvalidParameter`] for an invalid price;
     /// [`Error::InvalidOption`] for a bad granularity; [`Error::InvalidQuery`] naming
-    /// the first bad query and field.
+    /// the first bad query and field, or the query whose weight makes the batch's total
+    /// utility overflow.
     pub fn run(&self) -> Result<AllocationResponse> {
         let mut builder = Allocator::builder();
         if let Some(cap) = self.default_cap {
@@ -172,6 +173,7 @@ impl AllocationRequest {
             .enumerate()
             .map(|(i, spec)| spec.to_query(i))
             .collect::<Result<Vec<_>>>()?;
+        check_total_utility(&queries)?;
         let allocation = match (self.budget, self.price) {
             (Some(budget), None) => allocator.allocate(&queries, budget)?,
             (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
@@ -194,6 +196,35 @@ impl AllocationRequest {
         };
         Ok(AllocationResponse::new(&queries, &allocation))
     }
+}
+
+/// Each query's utility is at most `weight · ceiling`, which [`Query::validate`] keeps
+/// finite, but their sum can still overflow (two weights of 1e308): the response's
+/// `expected_utility` would then be infinite, which JSON cannot carry. Such a batch is
+/// refused, naming the query at which the sum (in input order, as the allocation adds
+/// it) overflows.
+fn check_total_utility(queries: &[Query]) -> Result<()> {
+    let mut bound = 0.0_f64;
+    for (index, query) in queries.iter().enumerate() {
+        bound += query.weight * query.curve.ceiling();
+        if !bound.is_finite() {
+            return Err(Error::InvalidQuery {
+                index,
+                id: query.id.clone(),
+                field: "weight",
+                value: query.weight,
+                reason: "makes the batch's total utility (the sum of weight times ceiling) \
+                         overflow; scale all weights down (the allocation does not change)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `x` with a negative zero made positive: `-0.0` is what an empty sum or a `-0`
+/// price gives, and is not what a reader of the response expects.
+fn unsigned_zero(x: f64) -> f64 {
+    x + 0.0
 }
 
 /// One query's line in an [`AllocationResponse`].
@@ -234,18 +265,18 @@ impl AllocationResponse {
     /// The response for `allocation` of `queries`.
     pub fn new(queries: &[Query], allocation: &Allocation) -> Self {
         AllocationResponse {
-            price: allocation.price(),
-            marginal_price: allocation.marginal_price(),
+            price: allocation.price().map(unsigned_zero),
+            marginal_price: allocation.marginal_price().map(unsigned_zero),
             total_tokens: allocation.total_tokens(),
             leftover: allocation.leftover(),
-            expected_utility: allocation.total_utility(),
+            expected_utility: unsigned_zero(allocation.total_utility()),
             allocations: queries
                 .iter()
                 .zip(allocation.queries())
                 .map(|(q, a)| QueryGrant {
                     id: q.id.clone(),
                     tokens: a.tokens,
-                    utility: a.utility,
+                    utility: unsigned_zero(a.utility),
                     abandoned: a.tokens == 0,
                     decision: a.decision,
                 })
