@@ -35,11 +35,23 @@ fuzz_target!(|data: &[u8]| {
     let mut utility = 0.0;
     for (spec, grant) in request.queries.iter().zip(&response.allocations) {
         assert_eq!(grant.id, spec.id);
-        assert!(grant.tokens <= spec.cap.unwrap_or(default_cap), "{grant:?} over its cap");
-        assert_eq!(grant.tokens % granularity, 0, "{grant:?} off the granularity");
+        assert!(
+            grant.tokens <= spec.cap.unwrap_or(default_cap),
+            "{grant:?} over its cap"
+        );
+        assert_eq!(
+            grant.tokens % granularity,
+            0,
+            "{grant:?} off the granularity"
+        );
         assert_eq!(grant.abandoned, grant.tokens == 0, "{grant:?}");
-        assert!(grant.utility.is_finite() && grant.utility >= 0.0, "{grant:?}");
-        total = total.checked_add(grant.tokens).expect("Σ tokens overflows u64");
+        assert!(
+            grant.utility.is_finite() && grant.utility >= 0.0,
+            "{grant:?}"
+        );
+        total = total
+            .checked_add(grant.tokens)
+            .expect("Σ tokens overflows u64");
         utility += grant.utility;
     }
     assert_eq!(response.total_tokens, total);
@@ -56,7 +68,13 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert_eq!(response.leftover, 0);
     }
-    for price in [response.price, response.marginal_price].into_iter().flatten() {
-        assert!(price.is_finite() && price >= 0.0 && price.is_sign_positive(), "{price}");
+    for price in [response.price, response.marginal_price]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            price.is_finite() && price >= 0.0 && price.is_sign_positive(),
+            "{price}"
+        );
     }
 });

@@ -120,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
                 let result = online.complete(ticket, used);
                 let expected = if open { grant.saturating_sub(used) } else { 0 };
                 let credited = online.remaining() - before;
-                assert_eq!(credited, expected, "refund of {grant} − {used}, open {open}");
+                assert_eq!(
+                    credited, expected,
+                    "refund of {grant} − {used}, open {open}"
+                );
                 if used > grant {
                     assert!(result.is_err());
                 } else {
@@ -146,7 +149,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(report.refunded, books.refunded, "{report:?}");
                 assert_eq!(report.arrivals, books.arrivals, "{report:?}");
                 assert_eq!(report.abandoned, books.abandoned, "{report:?}");
-                assert!(report.next_price.is_finite() && report.next_price >= 0.0, "{report:?}");
+                assert!(
+                    report.next_price.is_finite() && report.next_price >= 0.0,
+                    "{report:?}"
+                );
                 window += 1;
                 assert_eq!(online.window(), window);
                 assert_eq!(online.remaining(), budget);

@@ -352,6 +352,49 @@ mod tests {
     }
 
     #[test]
+    fn a_total_utility_that_overflows_is_refused_at_the_query_that_overflows_it() {
+        let heavy = QuerySpec {
+            id: Some("h".into()),
+            threshold: Some(1.0),
+            width: Some(1.0),
+            ceiling: Some(1.0),
+            weight: Some(1e308),
+            ..QuerySpec::default()
+        };
+        let mut request = AllocationRequest {
+            price: Some(0.5),
+            queries: vec![heavy.clone()],
+            ..AllocationRequest::default()
+        };
+        assert!(request.run().unwrap().expected_utility.is_finite());
+        request.queries.push(heavy);
+        let err = request.run().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidQuery {
+                    index: 1,
+                    field: "weight",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zeros_in_a_response_are_unsigned() {
+        let request = AllocationRequest {
+            price: Some(-0.0),
+            ..AllocationRequest::default()
+        };
+        let response = request.run().unwrap();
+        assert!(response.price.unwrap().is_sign_positive());
+        assert!(response.marginal_price.unwrap().is_sign_positive());
+        assert!(response.expected_utility.is_sign_positive());
+    }
+
+    #[test]
     fn request_needs_exactly_one_of_budget_and_price() {
         let mut request = AllocationRequest::default();
         assert!(request.run().is_err());
