@@ -1,4 +1,4 @@
-//! Soak tier (`cargo test --release -- --ignored`): the online allocator under
+//! Soak tier (`cargo test --release --tests -- --ignored`): the online allocator under
 //! wall-clock load for a bounded time — several threads admitting and completing, a
 //! timer thread ending windows on its own schedule, and completions held back across
 //! window boundaries (late refunds, which must not reach a closed window). Checked
@@ -74,7 +74,7 @@ fn worker(online: &OnlineAllocator, stop: &AtomicBool, seed: u64) -> (Vec<Entry>
 }
 
 #[test]
-#[ignore = "soak tier: cargo test --release -- --ignored"]
+#[ignore = "soak tier: cargo test --release --tests -- --ignored"]
 fn windows_stay_within_budget_under_threads_a_timer_and_late_refunds() {
     let seconds: u64 = std::env::var("CLEAR_ALLOC_SOAK_SECS")
         .map(|s| s.parse().expect("CLEAR_ALLOC_SOAK_SECS is a whole number"))

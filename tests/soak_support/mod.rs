@@ -1,6 +1,6 @@
 //! The soak tier's switch for the property suites: one config helper that gives CI a
 //! fixed seed and the suite's own case count, and gives the soak run
-//! (`cargo test --release -- --ignored`) [`SOAK_CASES`] cases from a fresh seed, so the
+//! (`cargo test --release --tests -- --ignored`) [`SOAK_CASES`] cases from a fresh seed, so the
 //! same property bodies run at both depths.
 //!
 //! A soak failure prints its seed; `CLEAR_ALLOC_SOAK_SEED=<seed>` repeats the run, and
@@ -63,10 +63,10 @@ pub fn soak(properties: &[(&str, fn())]) {
 /// asked for with `--ignored`.
 macro_rules! soak_properties {
     ($($property:ident),+ $(,)?) => {
-        /// The soak tier (`cargo test --release -- --ignored`): this file's properties
+        /// The soak tier (`cargo test --release --tests -- --ignored`): this file's properties
         /// at `SOAK_CASES` cases each, from fresh seeds.
         #[test]
-        #[ignore = "soak tier: cargo test --release -- --ignored"]
+        #[ignore = "soak tier: cargo test --release --tests -- --ignored"]
         fn soak() {
             soak_support::soak(&[$((stringify!($property), $property as fn())),+]);
         }
