@@ -11,7 +11,7 @@ use std::time::Duration;
 /// It hangs today: the re-clearing search in `clear_price` starts at half the highest
 /// abandonment price, which rounds to 0 here, and doubling 0 never reaches it.
 #[test]
-#[ignore = "hangs until clear_price (src/online.rs) starts its search above 0;             found by fuzz/online_sequence, input in fuzz/regressions/"]
+#[ignore = "hangs until clear_price in src/online.rs starts its search above 0"]
 fn end_window_returns_when_the_best_price_is_subnormal() {
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
