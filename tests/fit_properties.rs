@@ -8,6 +8,9 @@ use clear_alloc::fit::{
 use clear_alloc::Error;
 use proptest::prelude::*;
 
+#[macro_use]
+mod soak_support;
+
 /// Rollouts with lengths from 0 to extremes, any mix of outcomes (including all
 /// failures, all truncated, ties, and empty sets).
 fn rollouts() -> impl Strategy<Value = Vec<Rollout>> {
@@ -33,10 +36,7 @@ fn expected_error(err: &Error) -> bool {
 
 proptest! {
     // A fixed seed keeps CI deterministic.
-    #![proptest_config(ProptestConfig {
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0xc1ea0002),
-        ..ProptestConfig::with_cases(200)
-    })]
+    #![proptest_config(soak_support::config(200, 0xc1ea0002))]
 
     #[test]
     fn single_fits_are_valid_curves_or_typed_errors(data in rollouts(), censoring in any::<bool>()) {
@@ -110,3 +110,10 @@ fn nan_and_infinite_sweep_points_are_typed_errors() {
         assert!(fit_sweep(&[(5.0, bad), (1.0, 0.2), (3.0, 0.4)], SweepCeiling::Free).is_err());
     }
 }
+
+soak_properties!(
+    single_fits_are_valid_curves_or_typed_errors,
+    batch_fits_are_valid_or_typed_errors,
+    empirical_curve_is_a_nondecreasing_share,
+    sweeps_never_panic,
+);

@@ -11,6 +11,9 @@ use rand_distr::{Distribution, LogNormal, Poisson};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
+#[macro_use]
+mod soak_support;
+
 const CAP: u64 = 4096;
 
 /// The paper's Figure-1 fits (GSM8K, MATH500, AIME/AMC) as easy, medium and hard.
@@ -66,10 +69,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 proptest! {
     // A fixed seed keeps CI deterministic.
-    #![proptest_config(ProptestConfig {
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0xc1ea0004),
-        ..ProptestConfig::with_cases(64)
-    })]
+    #![proptest_config(soak_support::config(64, 0xc1ea0004))]
 
     /// The test keeps its own ledger of the current window (tickets granted in it,
     /// refunds credited to it) and checks the allocator against it after every call.
@@ -144,10 +144,7 @@ proptest! {
 
 proptest! {
     // A fixed seed keeps CI deterministic.
-    #![proptest_config(ProptestConfig {
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0xc1ea0005),
-        ..ProptestConfig::with_cases(256)
-    })]
+    #![proptest_config(soak_support::config(256, 0xc1ea0005))]
 
     /// Any valid curve, weight, cap and price: `admit` answers without panicking, within
     /// the cap and the window, and its grant is the best response under
@@ -553,3 +550,8 @@ fn a_rate_budget_is_rate_times_window() {
         .unwrap();
     assert_eq!(online.window_budget(), 3086); // ⌊1234.5 × 2.5⌋
 }
+
+soak_properties!(
+    no_window_grants_more_than_its_budget_under_any_order,
+    admit_grants_the_capped_best_response_for_any_valid_input,
+);

@@ -3,15 +3,14 @@
 
 use clear_alloc::{Allocator, Decision, Error, Query, ShiftedSurge};
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 
-/// Many cases, and a fixed seed so that CI runs the same ones every time (set
-/// `PROPTEST_CASES` and `PROPTEST_RNG_SEED` to explore further).
+#[macro_use]
+mod soak_support;
+
+/// Many cases, and a fixed seed so that CI runs the same ones every time; the soak tier
+/// runs them deeper from fresh seeds.
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        rng_seed: RngSeed::Fixed(20261129),
-        ..ProptestConfig::with_cases(2000)
-    }
+    soak_support::config(2000, 20261129)
 }
 
 /// Any f64 a caller might pass: mostly plausible values, often the nasty ones.
@@ -239,3 +238,10 @@ fn more_budget_loses_at_most_one_query() {
         assert!(ours.total_utility() >= best.total_utility() - largest_ceiling);
     }
 }
+
+soak_properties!(
+    never_panics_never_overspends,
+    more_budget_never_loses_more_than_one_query,
+    identical_queries_are_treated_alike,
+    higher_thresholds_are_abandoned_first,
+);

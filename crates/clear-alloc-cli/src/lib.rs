@@ -1,5 +1,6 @@
-//! The `clear-alloc` command-line program's JSON contract, as a library so that its
-//! integration tests and other programs can build requests and read responses.
+//! The `clear-alloc` command-line program's JSON contract and its `allocate` step, as a
+//! library so that its integration tests, fuzz targets and other programs can build
+//! requests, run them and read responses.
 //!
 //! The program itself (`src/main.rs`) has two subcommands:
 //!
@@ -10,4 +11,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod allocate;
+pub mod input;
 pub mod wire;

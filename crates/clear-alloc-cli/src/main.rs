@@ -12,17 +12,27 @@
 
 use std::process::ExitCode;
 
-mod allocate;
+use clear_alloc_cli::allocate::{run_allocate, AllocateOptions};
+use clear_alloc_cli::input::read_bounded;
+
 mod fit;
 
 const USAGE: &str = "usage: clear-alloc <allocate|fit> [OPTIONS]
-  clear-alloc allocate [--budget N | --price X] < request.json
-  clear-alloc fit [--sampling-cap N] [--min-correct K] [--report] [FILE.csv|FILE.jsonl|-]";
+  clear-alloc allocate [--budget N | --price X] [--max-request-bytes N] [--max-queries N] < request.json
+  clear-alloc fit [--sampling-cap N] [--min-correct K] [--report] [--max-input-bytes N] [--max-rollouts N] [FILE.csv|FILE.jsonl|-]";
+
+/// Why a subcommand failed; each message is one line.
+enum Failure {
+    /// The command line is wrong (exit status 2).
+    Usage(String),
+    /// The input is wrong (exit status 1).
+    Input(String),
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (prefix, result) = match args.next().as_deref() {
-        Some("allocate") => ("error", allocate::run(args)),
+        Some("allocate") => ("error", allocate(args)),
         Some("fit") => ("fit", fit::run(args)),
         Some("-h" | "--help") => {
             println!("{USAGE}");
@@ -42,9 +52,29 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Input(message)) => {
             eprintln!("{prefix}: {message}");
             ExitCode::FAILURE
         }
+        Err(Failure::Usage(message)) => {
+            eprintln!("{prefix}: {message}");
+            ExitCode::from(2)
+        }
     }
+}
+
+/// `clear-alloc allocate`: the request on stdin (read up to `--max-request-bytes`), the
+/// response on stdout; see [`clear_alloc_cli::allocate`].
+fn allocate(args: impl Iterator<Item = String>) -> Result<(), Failure> {
+    let options = AllocateOptions::from_args(args).map_err(Failure::Usage)?;
+    let input = read_bounded(
+        std::io::stdin().lock(),
+        options.max_request_bytes(),
+        "stdin",
+        "--max-request-bytes",
+    )
+    .map_err(Failure::Input)?;
+    let json = run_allocate(&input, &options).map_err(Failure::Input)?;
+    println!("{json}");
+    Ok(())
 }

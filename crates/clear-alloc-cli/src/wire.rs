@@ -155,7 +155,8 @@ impl AllocationRequest {
     /// [`Error::MissingField`] when neither or both of `budget` and `price` are given,
     /// or a query lacks a field; [`Error::InvalidParameter`] for an invalid price;
     /// [`Error::InvalidOption`] for a bad granularity; [`Error::InvalidQuery`] naming
-    /// the first bad query and field.
+    /// the first bad query and field, or the query whose weight makes the batch's total
+    /// utility overflow.
     pub fn run(&self) -> Result<AllocationResponse> {
         let mut builder = Allocator::builder();
         if let Some(cap) = self.default_cap {
@@ -171,6 +172,7 @@ impl AllocationRequest {
             .enumerate()
             .map(|(i, spec)| spec.to_query(i))
             .collect::<Result<Vec<_>>>()?;
+        check_total_utility(&queries)?;
         let allocation = match (self.budget, self.price) {
             (Some(budget), None) => allocator.allocate(&queries, budget)?,
             (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
@@ -191,6 +193,34 @@ impl AllocationRequest {
         };
         Ok(AllocationResponse::new(&queries, &allocation))
     }
+}
+
+/// Each query's utility is at most `weight · ceiling`, which [`Query::with_weight`] keeps
+/// finite, but their sum can still overflow (two weights of 1e308): the response's
+/// `expected_utility` would then be infinite, which JSON cannot carry. Such a batch is
+/// refused, naming the query at which the sum (in input order, as the allocation adds
+/// it) overflows.
+fn check_total_utility(queries: &[Query]) -> Result<()> {
+    let mut bound = 0.0_f64;
+    for (index, query) in queries.iter().enumerate() {
+        bound += query.weight() * query.curve().ceiling();
+        if !bound.is_finite() {
+            return Err(Error::invalid_query(
+                QueryRef::at(index, query.id()),
+                "weight",
+                query.weight(),
+                "makes the batch's total utility (the sum of weight times ceiling) \
+                 overflow; scale all weights down (the allocation does not change)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `x` with a negative zero made positive: `-0.0` is what an empty sum or a `-0`
+/// price gives, and is not what a reader of the response expects.
+fn unsigned_zero(x: f64) -> f64 {
+    x + 0.0
 }
 
 /// One query's line in an [`AllocationResponse`].
@@ -231,18 +261,18 @@ impl AllocationResponse {
     /// The response for `allocation` of `queries`.
     pub fn new(queries: &[Query], allocation: &Allocation) -> Self {
         AllocationResponse {
-            price: allocation.price(),
-            marginal_price: allocation.marginal_price(),
+            price: allocation.price().map(unsigned_zero),
+            marginal_price: allocation.marginal_price().map(unsigned_zero),
             total_tokens: allocation.total_tokens(),
             leftover: allocation.leftover(),
-            expected_utility: allocation.total_utility(),
+            expected_utility: unsigned_zero(allocation.total_utility()),
             allocations: queries
                 .iter()
                 .zip(allocation.queries())
                 .map(|(q, a)| QueryGrant {
                     id: q.id().map(str::to_owned),
                     tokens: a.tokens,
-                    utility: a.utility,
+                    utility: unsigned_zero(a.utility),
                     abandoned: a.tokens == 0,
                     decision: a.decision,
                 })
@@ -315,6 +345,49 @@ mod tests {
             let back: AllocationResponse = serde_json::from_str(&json).unwrap();
             assert_eq!(back, response);
         }
+    }
+
+    #[test]
+    fn a_total_utility_that_overflows_is_refused_at_the_query_that_overflows_it() {
+        let heavy = QuerySpec {
+            id: Some("h".into()),
+            threshold: Some(1.0),
+            width: Some(1.0),
+            ceiling: Some(1.0),
+            weight: Some(1e308),
+            ..QuerySpec::default()
+        };
+        let mut request = AllocationRequest {
+            price: Some(0.5),
+            queries: vec![heavy.clone()],
+            ..AllocationRequest::default()
+        };
+        assert!(request.run().unwrap().expected_utility.is_finite());
+        request.queries.push(heavy);
+        let err = request.run().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidQuery {
+                    query: QueryRef { index: Some(1), .. },
+                    field: "weight",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zeros_in_a_response_are_unsigned() {
+        let request = AllocationRequest {
+            price: Some(-0.0),
+            ..AllocationRequest::default()
+        };
+        let response = request.run().unwrap();
+        assert!(response.price.unwrap().is_sign_positive());
+        assert!(response.marginal_price.unwrap().is_sign_positive());
+        assert!(response.expected_utility.is_sign_positive());
     }
 
     #[test]
