@@ -2,7 +2,8 @@
 //! the recent windows' demand fits the budget (SPEC §4), searched from the last price.
 //!
 //! The search itself is the solver's, the one the batch allocator uses; this file
-//! only states the online problem (the lowest feasible price, SPEC §4) and tests it.
+//! states the online problem (the lowest feasible price, SPEC §4, with rationing at a
+//! jump in demand) and tests it.
 
 use crate::solver::Bidder;
 
@@ -10,7 +11,6 @@ use crate::solver::Bidder;
 pub(super) const PRICE_TOLERANCE: f64 = 1e-6;
 
 /// Estimated demand of one window at `price`.
-#[cfg(test)]
 pub(super) fn demand(sample: &[(Bidder, f64)], price: f64) -> f64 {
     sample
         .iter()
@@ -18,11 +18,36 @@ pub(super) fn demand(sample: &[(Bidder, f64)], price: f64) -> f64 {
         .sum()
 }
 
+/// The next window's price: the lowest feasible price of [`lowest_feasible_price`],
+/// unless demand jumps there.
+///
+/// Demand is a step function where many sampled requests share one abandonment price
+/// (identical curves, as a class with one prior curve has): just below it they all
+/// buy, at it none does. The feasible end then strands the window's budget — more
+/// than half of it by the rule here — and since every request of the next window
+/// meets that same price, the window charges nothing and its sample says the same
+/// again, for ever. The batch allocator funds some of the requests at such a jump
+/// (its greedy step); online, the price just below the jump does the same: requests
+/// buy in arrival order and admission, which never grants more than the window has
+/// left, rations the rest. The budget promise is the admission's, so it holds.
+pub(super) fn clear_price(sample: &[(Bidder, f64)], target: f64, warm: f64) -> f64 {
+    let feasible = lowest_feasible_price(sample, target, warm);
+    if feasible > 0.0 && demand(sample, feasible) < 0.5 * target {
+        // The search's bracket is narrower than this step, so `below` is on the side
+        // where the jump's requests buy.
+        let below = feasible * (1.0 - 2.0 * PRICE_TOLERANCE);
+        if demand(sample, below) > target {
+            return below;
+        }
+    }
+    feasible
+}
+
 /// The lowest price (to `PRICE_TOLERANCE`) at which the weighted sample's demand is
 /// at most `target` (SPEC §4, feasible end of the bracket), searched from `warm` by
 /// the solver's one price search. Keeps `warm` when the sample is empty; 0 when even
 /// every cap fits.
-pub(super) fn clear_price(sample: &[(Bidder, f64)], target: f64, warm: f64) -> f64 {
+pub(super) fn lowest_feasible_price(sample: &[(Bidder, f64)], target: f64, warm: f64) -> f64 {
     crate::solver::clear_weighted(sample, target, warm, PRICE_TOLERANCE)
 }
 
@@ -48,6 +73,39 @@ mod tests {
         assert!(clear_price(&sample, 999.0, 1e-3) > 0.0);
     }
 
+    #[test]
+    fn identical_curves_are_priced_just_below_their_jump() {
+        // 40 identical requests, each buying about 400 tokens below the abandonment
+        // price and nothing at it; the window has 6 000 tokens.
+        let bidder = Bidder::new(&curve(151.0, 101.0, 0.95), 1.0, 4096.0);
+        let sample = [(bidder, 40.0)];
+        let feasible = lowest_feasible_price(&sample, 6000.0, 0.0);
+        assert_eq!(
+            demand(&sample, feasible),
+            0.0,
+            "the feasible end abandons all"
+        );
+        let price = clear_price(&sample, 6000.0, 0.0);
+        assert!(price < feasible && price >= feasible * (1.0 - 3.0 * PRICE_TOLERANCE));
+        assert!(
+            demand(&sample, price) > 6000.0,
+            "just below the jump they all buy"
+        );
+    }
+
+    #[test]
+    fn a_price_that_strands_less_than_half_the_budget_is_kept() {
+        // Two curves whose demand falls in two steps: at the feasible end one still buys.
+        let sample = [
+            (Bidder::new(&curve(100.0, 100.0, 0.9), 1.0, 4096.0), 1.0),
+            (Bidder::new(&curve(100.0, 100.0, 0.5), 1.0, 4096.0), 1.0),
+        ];
+        let both = demand(&sample, 0.0) - 1.0;
+        let feasible = lowest_feasible_price(&sample, both, 1e-3);
+        assert!(demand(&sample, feasible) >= 0.5 * both);
+        assert_eq!(clear_price(&sample, both, 1e-3), feasible);
+    }
+
     proptest::proptest! {
         // A fixed seed keeps CI deterministic.
         #![proptest_config(proptest::prelude::ProptestConfig {
@@ -58,7 +116,7 @@ mod tests {
         /// The re-cleared price is the lowest feasible one (SPEC §4) whatever the warm
         /// start: demand at it fits the target, and just below it does not.
         #[test]
-        fn clear_price_finds_the_feasible_end_from_any_warm_start(
+        fn the_feasible_end_is_found_from_any_warm_start(
             curves in proptest::collection::vec(
                 (0.0f64..2000.0, 10.0f64..800.0, 0.01f64..1.0, 0u64..8192, 0.1f64..3.0, 0.1f64..10.0),
                 1..40,
@@ -73,8 +131,18 @@ mod tests {
                 })
                 .collect();
             let caps = demand(&sample, 0.0);
+            // The next window's price is the feasible end, or just below a jump that
+            // would strand more than half the target.
+            let next = clear_price(&sample, target_share * caps, warm);
+            let feasible = lowest_feasible_price(&sample, target_share * caps, warm);
+            proptest::prop_assert!(
+                next == feasible
+                    || (next < feasible
+                        && demand(&sample, feasible) < 0.5 * target_share * caps
+                        && demand(&sample, next) > target_share * caps)
+            );
             let target = target_share * caps;
-            let price = clear_price(&sample, target, warm);
+            let price = lowest_feasible_price(&sample, target, warm);
             proptest::prop_assert!(price.is_finite() && price >= 0.0);
             proptest::prop_assert!(demand(&sample, price) <= target * (1.0 + 1e-12));
             if price > 1e-300 {
