@@ -125,6 +125,12 @@ pub(crate) fn clear_weighted(
         target,
         target_tokens,
     );
+    // While the feasible end is still the top price (demand 0 there by definition,
+    // never evaluated), exp(ln top) can round a hair below it, where the top bidder
+    // still buys: return the top price itself.
+    if bracket.hi.log_price >= top.ln() {
+        return top.max(bracket.hi.price());
+    }
     bracket.hi.price()
 }
 
@@ -454,8 +460,16 @@ mod tests {
     }
 
     proptest! {
+        // A fixed seed keeps CI deterministic; the soak tier explores further.
+        #![proptest_config(ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xC1EA_5EA2),
+            ..ProptestConfig::default()
+        })]
+
         /// Monotone demand: the returned price is feasible and the lowest such to
-        /// within the tolerance — a price lower by the tolerance (in ln λ) is not.
+        /// within the tolerance — a price lower by the tolerance (in ln λ) is not,
+        /// unless the price is at the floor, below which the search does not go (a
+        /// one-token-wide surge keeps demand above the target down to ~1e-300).
         #[test]
         fn weighted_search_clears_within_tolerance(
             sample in bidders(),
@@ -467,13 +481,14 @@ mod tests {
             prop_assume!(at_zero > 0.0);
             let target = share * at_zero;
             let price = clear_weighted(&sample, target, warm, tolerance);
-            let mut demand = WeightedSample(&sample);
-            let at = |d: &mut WeightedSample, p: f64| d.at(p.ln(), false).tokens;
+            // Demand at the price itself: exp(ln λ) can round across a bidder's jump.
+            let at = |p: f64| -> f64 { sample.iter().map(|(b, w)| w * b.bid(p).tokens()).sum() };
             prop_assert!(price > 0.0);
-            prop_assert!(at(&mut demand, price) <= target);
+            prop_assert!(at(price) <= target);
             let lower = price * (-1.01 * tolerance).exp();
-            prop_assert!(at(&mut demand, lower) > target,
-                "price {price}: demand {} vs target {target}", at(&mut demand, price));
+            let at_floor = price.ln() <= LOG_PRICE_FLOOR + 1.0;
+            prop_assert!(at_floor || at(lower) > target,
+                "price {price}: demand {} vs target {target}", at(price));
         }
 
         /// Bracket invariants hold after every step of a search: the feasible end's
@@ -526,8 +541,10 @@ mod tests {
             let exact = (scale / budget).powf(1.0 / k);
             prop_assert!(bracket.hi.tokens <= budget);
             prop_assert!(bracket.hi.tokens >= budget * (1.0 - 1e-6) || bracket.narrow(1e-6));
-            // Demand within 1e-6 of the budget puts ln λ within 1e-6 / k of the root.
-            prop_assert!((bracket.hi.price() / exact).ln().abs() <= 1.01e-6 / k + 1e-9,
+            // Demand within 1e-6 of the budget puts ln λ within 1e-6 / k of the root; a
+            // bracket narrower than 1e-6 in ln λ, within 1e-6 of it.
+            let bound = 1.01e-6 * (1.0 / k).max(1.0) + 1e-9;
+            prop_assert!((bracket.hi.price() / exact).ln().abs() <= bound,
                 "{} vs {exact}", bracket.hi.price());
         }
     }
