@@ -2,6 +2,7 @@
 //! random batches (SPEC §4 quality bound), for every curve type.
 
 use clear_alloc::exact::ExactOptimum;
+#[cfg(feature = "fit")]
 use clear_alloc::fit::{EmpiricalCurve, Rollout};
 use clear_alloc::{Allocator, Curve, Mixture, PiecewiseLinear, Query, ShiftedSurge};
 use rand::rngs::StdRng;
@@ -158,6 +159,7 @@ fn mixture(rng: &mut StdRng) -> Mixture {
     .unwrap()
 }
 
+#[cfg(feature = "fit")]
 /// The empirical curve of 8 to 32 rollouts of a random shifted surge: correct with
 /// probability p after `τ + Gamma(2, 1/w)` tokens, else failed.
 fn empirical(rng: &mut StdRng) -> EmpiricalCurve {
@@ -246,6 +248,7 @@ fn mixtures_are_close_to_the_optimum() {
     assert!(median <= 0.005, "median relative gap {median} > 0.5 %");
 }
 
+#[cfg(feature = "fit")]
 #[test]
 fn empirical_curves_are_close_to_the_optimum() {
     let median = gaps_to_optimum(12, 150, empirical);

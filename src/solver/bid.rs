@@ -218,6 +218,7 @@ pub enum BidRule {
 
 impl Bidder {
     /// `weight` must be finite and ≥ 0 and `cap` finite and ≥ 0 (the caller checks).
+    #[inline]
     pub(crate) fn new(curve: &ShiftedSurge, weight: f64, cap: f64) -> Bidder {
         // Grouped so that a large weight and a small width cannot overflow on the way.
         let scale = weight * (curve.ceiling() * curve.beta());
@@ -266,6 +267,7 @@ impl Bidder {
 
     /// The largest price at which this query can be funded (all bids at or above it
     /// are `Out`): the peak marginal, or the cap price when the cap decides.
+    #[inline]
     pub(crate) fn max_price(&self) -> f64 {
         if self.cap_regime_until.is_infinite() {
             self.cap_price
@@ -324,6 +326,7 @@ impl Bidder {
     }
 
     /// The cap if it is affordable and buys anything, else nothing.
+    #[inline]
     fn at_cap_if(&self, affordable: bool) -> Bid {
         if affordable && self.cap_price > 0.0 {
             Bid::AtCap(self.cap)
@@ -333,6 +336,7 @@ impl Bidder {
     }
 
     /// The largest price at which `rule` funds this query.
+    #[inline]
     pub(crate) fn max_price_under(&self, rule: BidRule) -> f64 {
         match rule {
             BidRule::Rational => self.max_price(),
@@ -343,6 +347,7 @@ impl Bidder {
 
     /// Demand on the concave branch at `price`, ignoring abandonment (used to spend a
     /// leftover among queries that are already funded).
+    #[inline]
     pub(crate) fn bid_funded(&self, price: f64) -> Bid {
         if price <= self.cap_regime_until {
             Bid::AtCap(self.cap)
@@ -366,6 +371,7 @@ impl Bidder {
 
     /// The bid of a funded query whose best response is `tokens` (its cap, or a
     /// stationary point), rebuilt without a W₋₁ evaluation.
+    #[inline]
     pub(crate) fn funded_bid_at(&self, tokens: f64) -> Bid {
         if tokens >= self.cap {
             Bid::AtCap(self.cap)
