@@ -55,9 +55,9 @@ fn mixtures(n: usize) -> Vec<Query<Mixture>> {
     (0..n)
         .map(|_| {
             let centre: f64 = rng.random_range(50.0..900.0);
-            let components = GAUSS_HERMITE_9.iter().map(|&(z, w)| {
-                (w, shape.with_threshold(centre * (0.5 * z).exp()).unwrap())
-            });
+            let components = GAUSS_HERMITE_9
+                .iter()
+                .map(|&(z, w)| (w, shape.with_threshold(centre * (0.5 * z).exp()).unwrap()));
             Query::new(Mixture::new(components).unwrap())
         })
         .collect()

@@ -95,7 +95,7 @@ pub trait Curve: Clone + std::fmt::Debug + Send + Sync {
     }
 }
 
-/// The closed forms of SPEC §2–3 (see [`ShiftedSurge`]).
+/// The closed forms of SPEC §2–3 (see [`ShiftedSurge`](crate::ShiftedSurge)).
 impl Curve for crate::ShiftedSurge {
     type Bidder = crate::solver::Bidder;
 

@@ -278,7 +278,7 @@ impl Inner {
 
     /// `max_{0 < b ≤ limit} U(b)/b` and its maximiser (see the module docs).
     fn best_ratio(&self, limit: f64) -> (f64, f64) {
-        if !(limit > self.threshold) {
+        if limit.is_nan() || limit <= self.threshold {
             return (0.0, 0.0);
         }
         let gap = |b: f64| self.phi(b) * b - self.utility(b);
@@ -298,7 +298,7 @@ impl Inner {
                 }
                 far
             };
-            if !(gap(a) > 0.0) {
+            if gap(a).is_nan() || gap(a) <= 0.0 {
                 continue;
             }
             let (mut lo, mut hi) = (a, c);

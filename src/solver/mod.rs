@@ -7,7 +7,10 @@
 //! 1. **Prepare** (one pass, `market`; bids in `bid`): fold each query's weight and
 //!    cap into the constants of its best response, so that a bid at a price costs at
 //!    most one W₋₁ evaluation and the rational-abandonment test costs a few flops. (A
-//!    [`Query`] is valid once built, so nothing is checked here.)
+//!    [`Query`] is valid once built, so nothing is checked here.) Every step below is
+//!    generic over the [`Curve`]: a curve without a closed form brings
+//!    its own bidder (a root search between the turning points of a mixture's
+//!    marginal, the concave hull of a point curve).
 //! 2. **Clear** the market: total demand `D(λ)` is non-increasing in λ with jumps where
 //!    queries are abandoned. A bracket `D(lo) > B ≥ D(hi)` on `ln λ` is narrowed by the
 //!    secant through the two latest points — which sees the jumps, where Newton on the
