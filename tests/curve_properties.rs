@@ -46,11 +46,12 @@ fn any_curve() -> impl Strategy<Value = AnyCurve> {
     ]
 }
 
-/// A query with an optional cap and weight.
+/// A query with an optional cap (sometimes a huge one) and weight.
 fn query<C: Curve + 'static>(curve: impl Strategy<Value = C>) -> impl Strategy<Value = Query<C>> {
+    let cap = prop_oneof![8 => 0u64..5000, 1 => Just(u64::MAX), 1 => Just(1u64 << 40)];
     (
         curve,
-        prop::option::of(0u64..5000),
+        prop::option::of(cap),
         prop::option::of(0.0..5.0f64),
     )
         .prop_map(|(curve, cap, weight)| {
