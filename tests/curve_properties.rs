@@ -49,12 +49,8 @@ fn any_curve() -> impl Strategy<Value = AnyCurve> {
 /// A query with an optional cap (sometimes a huge one) and weight.
 fn query<C: Curve + 'static>(curve: impl Strategy<Value = C>) -> impl Strategy<Value = Query<C>> {
     let cap = prop_oneof![8 => 0u64..5000, 1 => Just(u64::MAX), 1 => Just(1u64 << 40)];
-    (
-        curve,
-        prop::option::of(cap),
-        prop::option::of(0.0..5.0f64),
-    )
-        .prop_map(|(curve, cap, weight)| {
+    (curve, prop::option::of(cap), prop::option::of(0.0..5.0f64)).prop_map(
+        |(curve, cap, weight)| {
             let mut q = Query::new(curve);
             if let Some(cap) = cap {
                 q = q.with_cap(cap);
@@ -63,7 +59,8 @@ fn query<C: Curve + 'static>(curve: impl Strategy<Value = C>) -> impl Strategy<V
                 q = q.with_weight(weight).unwrap();
             }
             q
-        })
+        },
+    )
 }
 
 fn budget() -> impl Strategy<Value = u64> {

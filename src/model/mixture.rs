@@ -70,12 +70,23 @@ struct Inner {
     /// Budgets where `φ` turns, ascending: a local maximum, then alternately a
     /// minimum and a maximum; `φ` decreases after the last.
     turns: Vec<f64>,
+    /// `φ` at each turning point.
+    turn_phi: Vec<f64>,
     threshold: f64,
     ceiling: f64,
     /// `max φ`.
     peak: f64,
     /// The uncapped maximiser of `U(b)/b` and that ratio.
     tangent: (f64, f64),
+}
+
+/// A decreasing stretch of the marginal, `[a, c]`, with the marginal at its ends.
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    a: f64,
+    c: f64,
+    phi_a: f64,
+    phi_c: f64,
 }
 
 /// Most points of the uniform part of the turning-point grid.
@@ -122,6 +133,7 @@ impl Mixture {
         let mut inner = Inner {
             components: kept,
             turns: Vec::new(),
+            turn_phi: Vec::new(),
             threshold,
             ceiling,
             peak: 0.0,
@@ -129,12 +141,8 @@ impl Mixture {
         };
         if threshold.is_finite() {
             inner.turns = inner.find_turns();
-            inner.peak = inner
-                .turns
-                .iter()
-                .step_by(2)
-                .map(|&t| inner.phi(t))
-                .fold(0.0, f64::max);
+            inner.turn_phi = inner.turns.iter().map(|&t| inner.phi(t)).collect();
+            inner.peak = inner.turn_phi.iter().step_by(2).fold(0.0, |m, &p| m.max(p));
             inner.tangent = inner.best_ratio(f64::INFINITY);
         }
         Ok(Mixture {
@@ -238,14 +246,27 @@ impl Inner {
         c
     }
 
-    /// The decreasing stretches of `φ` inside `[0, limit]`, left to right.
-    fn falling(&self, limit: f64) -> impl DoubleEndedIterator<Item = (f64, f64)> + '_ {
-        let turns = &self.turns;
+    /// The decreasing stretches `[a, c]` of `φ` inside `[0, limit]`, left to right,
+    /// with `φ(a)` and `φ(c)`; `phi_limit` is `φ(limit)` (0 for an infinite limit).
+    fn falling(&self, limit: f64, phi_limit: f64) -> impl DoubleEndedIterator<Item = Stretch> + '_ {
+        let (turns, phi) = (&self.turns, &self.turn_phi);
         (0..turns.len())
             .step_by(2)
-            .map(move |i| (turns[i], turns.get(i + 1).copied().unwrap_or(f64::INFINITY)))
-            .filter(move |&(a, _)| a < limit)
-            .map(move |(a, c)| (a, c.min(limit)))
+            .filter(move |&i| turns[i] < limit)
+            .map(move |i| match turns.get(i + 1) {
+                Some(&c) if c < limit => Stretch {
+                    a: turns[i],
+                    c,
+                    phi_a: phi[i],
+                    phi_c: phi[i + 1],
+                },
+                _ => Stretch {
+                    a: turns[i],
+                    c: limit,
+                    phi_a: phi[i],
+                    phi_c: phi_limit,
+                },
+            })
     }
 
     /// The root of `φ(b) = λ` in `[a, c]` where `φ` falls from `≥ λ` to `≤ λ`:
@@ -263,14 +284,17 @@ impl Inner {
             if f == 0.0 || c - a <= 1e-12 * c.abs().max(1.0) {
                 break;
             }
-            let newton = b - f / slope;
-            b = if slope < 0.0 && newton > a && newton < c {
-                newton
+            let step = f / slope;
+            let newton = b - step;
+            if slope < 0.0 && newton > a && newton < c {
+                b = newton;
+                // Newton converges quadratically from inside the bracket: a step this
+                // small leaves the root where f64 can tell.
+                if step.abs() <= 1e-13 * b.abs().max(1.0) {
+                    break;
+                }
             } else {
-                0.5 * (a + c)
-            };
-            if (newton - b).abs() <= f64::EPSILON * b && f.abs() <= 1e-15 * price {
-                break;
+                b = 0.5 * (a + c);
             }
         }
         b
@@ -287,7 +311,12 @@ impl Inner {
         } else {
             (0.0, 0.0)
         };
-        for (a, c) in self.falling(limit) {
+        let phi_limit = if limit.is_finite() {
+            self.phi(limit)
+        } else {
+            0.0
+        };
+        for Stretch { a, c, .. } in self.falling(limit, phi_limit) {
             let c = if c.is_finite() {
                 c
             } else {
@@ -340,6 +369,7 @@ impl Curve for Mixture {
             cap,
             cap_utility,
             abandonment,
+            cap_phi: inner.phi(cap),
         }
     }
 
@@ -382,6 +412,8 @@ pub struct MixtureBidder {
     cap_utility: f64,
     /// `weight · max_{b ≤ cap} U(b)/b`.
     abandonment: f64,
+    /// `φ(cap)`, unweighted.
+    cap_phi: f64,
 }
 
 impl MixtureBidder {
@@ -403,13 +435,12 @@ impl MixtureBidder {
         }
         let inner = self.inner();
         let unit = price / self.weight;
-        if price <= 0.0 || inner.phi(self.cap) >= unit {
+        if price <= 0.0 || self.cap_phi >= unit {
             return Bid::AtCap(self.cap);
         }
-        for (a, c) in inner.falling(self.cap).rev() {
-            if inner.phi(a) >= unit {
-                let c = if c.is_finite() { c } else { self.cap };
-                return self.smooth(inner.solve_phi(unit, a, c));
+        for stretch in inner.falling(self.cap, self.cap_phi).rev() {
+            if stretch.phi_a >= unit {
+                return self.smooth(inner.solve_phi(unit, stretch.a, stretch.c));
             }
         }
         Bid::Out
@@ -438,12 +469,8 @@ impl Bidding for MixtureBidder {
             BidRule::KeepAll => {
                 let inner = self.inner();
                 let peaks = inner
-                    .turns
-                    .iter()
-                    .step_by(2)
-                    .filter(|&&t| t <= self.cap)
-                    .map(|&t| inner.phi(t))
-                    .fold(inner.phi(self.cap), f64::max);
+                    .falling(self.cap, self.cap_phi)
+                    .fold(self.cap_phi, |m, s| m.max(s.phi_a));
                 self.weight * peaks
             }
         }
@@ -464,8 +491,8 @@ impl Bidding for MixtureBidder {
         // Candidates: the cap, and the root of φ = λ on each falling stretch.
         let mut best = (self.cap, self.cap_utility - price * self.cap);
         let mut at_cap = true;
-        for (a, c) in inner.falling(self.cap) {
-            if inner.phi(a) < unit || inner.phi(c) >= unit {
+        for Stretch { a, c, phi_a, phi_c } in inner.falling(self.cap, self.cap_phi) {
+            if phi_a < unit || phi_c >= unit {
                 // No crossing here (a stretch still above λ at the cap leaves the cap
                 // as its best point).
                 continue;
