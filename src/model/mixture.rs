@@ -11,12 +11,13 @@
 //! 1. **Turning points, once per mixture** ([`Mixture::new`]; they depend on neither
 //!    the weight nor the cap nor the price). `φ = 0` up to the smallest threshold
 //!    `τ_min`, and past the last inflection `T = max_k (τ_k + w_k)` every component
-//!    decreases, so `φ` does. On `[τ_min, T]` the sign of the right derivative `φ'`
-//!    is read on a grid — each component's threshold and quarter-widths up to its
-//!    inflection, plus a uniform grid of step `min_k w_k / 4` (at most 512 points) —
-//!    and every sign change is bisected to 1e-12 relative. (`φ'` jumps up at each
-//!    `τ_k`, which makes a local minimum at a kink; bisection on the sign finds
-//!    those too.) Between consecutive turning points `φ` is monotone.
+//!    decreases, so `φ` does. More precisely, `φ'` can only be positive, or reach 0
+//!    from above, where some component still rises, so every turn lies in some
+//!    `[τ_k, τ_k + w_k]`. The sign of the right derivative `φ'` is read on a grid of
+//!    eighths of each such stretch, and every sign change is located by Newton's
+//!    method on `φ'` (with `φ''`) safeguarded by bisection, to 1e-12 relative. (`φ'`
+//!    jumps up at each `τ_k`, which makes a local minimum at a kink; the bisection
+//!    closes on those.) Between consecutive turning points `φ` is monotone.
 //! 2. **Candidates per price.** A local maximum of `U(b) − λb` inside `(0, cap)` has
 //!    `φ(b) = λ` with `φ` decreasing through λ, so each *decreasing* stretch of `φ`
 //!    holds at most one, found by Newton's method on `φ(b) = λ` safeguarded by
@@ -26,10 +27,11 @@
 //! 3. **Abandonment price** `max U(b)/b`: the ratio's derivative has the sign of
 //!    `g(b) = bφ(b) − U(b)`, and `g' = bφ'` has the sign of `φ'`, so `g` is monotone
 //!    on each stretch and its `+ → −` crossings (on decreasing stretches) are the local
-//!    maxima of `U(b)/b`; each is bisected, and the cap is a candidate too.
+//!    maxima of `U(b)/b`; each is found by Newton's method on `g` inside its bracket
+//!    (bisection when a step would leave it), and the cap is a candidate too.
 //!
-//! The grid could only miss a pair of turning points closer together than a quarter
-//! of the narrowest width — a shallow wiggle of `φ` whose effect on the surplus is
+//! The grid could only miss a pair of turning points closer together than an eighth
+//! of the width of every component rising there — a shallow wiggle of `φ` whose effect on the surplus is
 //! second order; the unit tests compare the best response with a dense grid search.
 
 use super::curve::Curve;
@@ -89,8 +91,8 @@ struct Stretch {
     phi_c: f64,
 }
 
-/// Most points of the uniform part of the turning-point grid.
-const GRID_POINTS: usize = 512;
+/// Grid intervals per component's rising stretch `[τ_k, τ_k + w_k]`.
+const RISE_POINTS: usize = 8;
 
 impl Mixture {
     /// A mixture of `(weight, curve)` components.
@@ -188,26 +190,39 @@ impl Inner {
     }
 
     fn rising(&self, b: f64) -> bool {
-        self.phi_and_slope(b).1 > 0.0
+        self.slope_and_curvature(b).0 > 0.0
+    }
+
+    /// `(φ'(b), φ''(b))`, right derivatives at each threshold.
+    fn slope_and_curvature(&self, b: f64) -> (f64, f64) {
+        let (mut slope, mut curvature) = (0.0, 0.0);
+        for (w, c) in &self.components {
+            if b < c.threshold() {
+                continue;
+            }
+            let beta = c.beta();
+            let z = beta * (b - c.threshold());
+            let e = if z > 1e3 { 0.0 } else { (-z).exp() };
+            let scale = w * c.ceiling() * beta * beta;
+            slope += scale * (1.0 - z) * e;
+            curvature += scale * beta * (z - 2.0) * e;
+        }
+        (slope, curvature)
     }
 
     /// The turning points of `φ` (see the module docs).
     fn find_turns(&self) -> Vec<f64> {
         let live = || self.components.iter().filter(|(_, c)| c.ceiling() > 0.0);
         let end = live().map(|(_, c)| c.inflection()).fold(0.0, f64::max);
-        let narrowest = live().map(|(_, c)| c.width()).fold(f64::INFINITY, f64::min);
         let start = self.threshold;
+        // φ' can only turn positive where some component rises, and only reach 0
+        // from above there too: every turn lies in some `[τ_k, τ_k + w_k]`.
         let mut grid: Vec<f64> = Vec::new();
         for (_, c) in live() {
-            grid.extend((0..=4).map(|j| c.threshold() + c.width() * j as f64 / 4.0));
-        }
-        let step = ((end - start) / GRID_POINTS as f64).max(narrowest / 4.0);
-        if step > 0.0 && step.is_finite() {
-            let mut b = start;
-            while b < end {
-                grid.push(b);
-                b += step;
-            }
+            grid.extend(
+                (0..=RISE_POINTS)
+                    .map(|j| c.threshold() + c.width() * j as f64 / RISE_POINTS as f64),
+            );
         }
         grid.push(end);
         grid.retain(|&b| b >= start && b <= end);
@@ -231,16 +246,31 @@ impl Inner {
     }
 
     /// Bisects the change of `rising` inside `[a, c]`.
+    ///
+    /// Newton's method on `φ'` (with `φ''`) inside the bracket, bisection when a step
+    /// would leave it — which is what happens at a kink (a threshold), where `φ'`
+    /// jumps and the bracket closes on the jump.
     fn sign_change(&self, mut a: f64, mut c: f64, rising_at_a: bool) -> f64 {
-        while c - a > 1e-12 * c.abs().max(1.0) {
-            let mid = 0.5 * (a + c);
-            if mid <= a || mid >= c {
-                break;
-            }
-            if self.rising(mid) == rising_at_a {
-                a = mid;
+        let mut b = 0.5 * (a + c);
+        for _ in 0..200 {
+            let (slope, curvature) = self.slope_and_curvature(b);
+            if (slope > 0.0) == rising_at_a {
+                a = b;
             } else {
-                c = mid;
+                c = b;
+            }
+            if c - a <= 1e-12 * c.abs().max(1.0) {
+                return c;
+            }
+            let step = slope / curvature;
+            let newton = b - step;
+            if curvature != 0.0 && newton > a && newton < c {
+                b = newton;
+                if step.abs() <= 1e-13 * b.abs().max(1.0) {
+                    return b;
+                }
+            } else {
+                b = 0.5 * (a + c);
             }
         }
         c
@@ -335,12 +365,26 @@ impl Inner {
                 // Still rising at the end of the stretch (the limit cuts it).
                 lo = hi;
             }
+            // Newton on g (g' = bφ' < 0 here) inside the bracket, else bisection.
+            let mut b = 0.5 * (lo + hi);
             while hi - lo > 1e-12 * hi.max(1.0) {
-                let mid = 0.5 * (lo + hi);
-                if gap(mid) > 0.0 {
-                    lo = mid;
+                let (phi, slope) = self.phi_and_slope(b);
+                let g = b * phi - self.utility(b);
+                if g > 0.0 {
+                    lo = b;
                 } else {
-                    hi = mid;
+                    hi = b;
+                }
+                let step = g / (b * slope);
+                let newton = b - step;
+                if slope < 0.0 && newton > lo && newton < hi {
+                    b = newton;
+                    if step.abs() <= 1e-13 * b.max(1.0) {
+                        lo = b;
+                        break;
+                    }
+                } else {
+                    b = 0.5 * (lo + hi);
                 }
             }
             let ratio = self.utility(lo) / lo;
