@@ -44,7 +44,9 @@ use std::sync::Arc;
 ///
 /// The weights are normalised to sum to 1 (so the mixture is an expectation over its
 /// components); components of weight 0 are dropped. Cloning is cheap (the components
-/// and the precomputed turning points of the marginal are shared).
+/// and the precomputed turning points of the marginal are shared). Construction
+/// finds those turning points once — about `9k²` exponentials for `k` components —
+/// so build a query's mixture once and reuse it, not once per price.
 ///
 /// ```
 /// use clear_alloc::{Allocator, Curve, Mixture, Query, ShiftedSurge};

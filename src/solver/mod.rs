@@ -68,7 +68,10 @@ struct Outcome {
 }
 
 /// Anything that splits a token budget among queries: the CLEAR [`Allocator`] and the
-/// baselines it is compared with.
+/// baselines it is compared with, on shifted-surge queries (so that policies stay
+/// object-safe; [`Allocator::allocate`] and
+/// [`ExactOptimum::allocate`](crate::exact::ExactOptimum::allocate) take any
+/// [`Curve`]).
 pub trait AllocationPolicy {
     /// A short name for tables and plots.
     fn name(&self) -> &str;
