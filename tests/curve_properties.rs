@@ -117,6 +117,35 @@ proptest! {
         check(&queries, budget, &a)?;
     }
 
+    /// Wrapping curves in [`AnyCurve`] changes nothing: the same grants as the batch
+    /// of one kind.
+    #[test]
+    fn any_curve_allocates_as_its_kind(
+        mixtures in prop::collection::vec(query(mixture()), 1..8),
+        points in prop::collection::vec(query(piecewise()), 1..8),
+        budget in 0u64..20_000,
+    ) {
+        let allocator = Allocator::default();
+        fn wrap<C: Curve + Into<AnyCurve>>(queries: &[Query<C>]) -> Vec<Query<AnyCurve>> {
+            queries
+                .iter()
+                .map(|q| {
+                    let mut any = Query::new(q.curve().clone().into()).with_weight(q.weight()).unwrap();
+                    if let Some(cap) = q.cap() {
+                        any = any.with_cap(cap);
+                    }
+                    any
+                })
+                .collect()
+        }
+        let direct = allocator.allocate(&mixtures, budget).unwrap();
+        let wrapped = allocator.allocate(&wrap(&mixtures), budget).unwrap();
+        prop_assert_eq!(direct.tokens().collect::<Vec<_>>(), wrapped.tokens().collect::<Vec<_>>());
+        let direct = allocator.allocate(&points, budget).unwrap();
+        let wrapped = allocator.allocate(&wrap(&points), budget).unwrap();
+        prop_assert_eq!(direct.tokens().collect::<Vec<_>>(), wrapped.tokens().collect::<Vec<_>>());
+    }
+
     /// The best response is never beaten by a grid of budgets under the cap, and it
     /// is 0 exactly above the abandonment price.
     #[test]

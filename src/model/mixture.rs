@@ -637,6 +637,17 @@ mod tests {
     }
 
     #[test]
+    fn a_query_rejects_weights_that_overflow_the_mixture() {
+        let steep = Mixture::new([(1.0, surge(0.0, 1e-300, 1.0))]).unwrap();
+        assert!(crate::Query::new(steep.clone()).with_weight(1e10).is_err());
+        assert!(crate::Query::new(steep).with_weight(1e-10).is_ok());
+        // weight × ceiling overflows.
+        let tall = Mixture::new([(1.0, surge(0.0, 100.0, 2.0))]).unwrap();
+        assert!(crate::Query::new(tall).with_weight(f64::MAX).is_err());
+        assert!(crate::Query::new(two_bumps()).with_weight(f64::MAX).is_ok());
+    }
+
+    #[test]
     fn utility_and_marginal_are_the_weighted_sums() {
         let m = two_bumps();
         let (a, b) = (surge(100.0, 50.0, 0.9), surge(900.0, 80.0, 0.8));
