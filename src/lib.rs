@@ -68,8 +68,17 @@
 //! - [`ShiftedSurge`]: one query's curve, from `(threshold, width, ceiling)` with
 //!   [`ShiftedSurge::new`] or the paper's `(τ, α, β)`. It answers questions on its own:
 //!   utility, marginal utility, phase, inflection, best response to a price.
+//! - [`Curve`]: what the allocator needs of any curve (utility, marginal, best
+//!   response to a price under a cap, abandonment price). Implemented by
+//!   [`ShiftedSurge`] (closed forms), [`Mixture`] (a weighted mixture of shifted
+//!   surges, e.g. a posterior over the threshold; best response by a safeguarded root
+//!   search between the turning points of its marginal), [`PiecewiseLinear`] (a curve
+//!   through user points) and `fit::EmpiricalCurve` (the share of rollouts correct
+//!   within `b` tokens) — the last two bid on their upper concave hull. [`AnyCurve`]
+//!   lets one batch mix kinds. The allocators are generic over the curve and
+//!   monomorphised, so a batch of shifted surges keeps its closed-form speed.
 //! - [`Query`]: a curve with an optional cap (`Query::new(curve).with_cap(4096)`),
-//!   weight (priority) and id.
+//!   weight (priority) and id; `Query` alone means `Query<ShiftedSurge>`.
 //! - [`Allocator`]: CLEAR. `Allocator::default()`, or configured once with the
 //!   validating builder, `Allocator::builder().default_cap(8192).build()?`, then
 //!   called at every scheduling step: `allocate(&queries, budget)`, or at a given
@@ -79,9 +88,10 @@
 //! - [`online::OnlineAllocator`]: admission control for a serving loop that sees
 //!   requests one at a time: `admit` grants at a carried price in O(1), `complete`
 //!   refunds unused tokens, `end_window` re-clears the price (see
-//!   `examples/online_server.rs`).
+//!   `examples/online_server.rs`). It takes shifted-surge queries: its demand
+//!   samples are published to shared ledgers in that form.
 //! - [`exact::ExactOptimum`]: the exact optimum by dynamic programming on a token
-//!   grid, the yardstick for small batches.
+//!   grid, the yardstick for small batches (any curve).
 //! - [`fit`] (feature `fit`): curves from what a server has: sampled rollouts of a
 //!   query (maximum likelihood, with censoring at the sampling cap), many queries with a
 //!   shared shape (the paper's model-intrinsic α, β), or accuracy measured at a few
@@ -130,7 +140,7 @@ pub mod online;
 pub mod solver;
 
 pub use error::{Error, QueryRef, Result, Value};
-pub use model::{Phase, ShiftedSurge};
+pub use model::{AnyCurve, Curve, Mixture, Phase, PiecewiseLinear, ShiftedSurge};
 pub use solver::{
     Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Decision, Query, QueryAllocation,
 };

@@ -22,8 +22,18 @@
 
 use crate::error::{self, Result, Subject};
 
+mod any;
+mod curve;
+mod hull;
+mod mixture;
+mod piecewise;
 #[cfg(feature = "serde")]
 mod serialize;
+
+pub use any::AnyCurve;
+pub use curve::Curve;
+pub use mixture::Mixture;
+pub use piecewise::PiecewiseLinear;
 
 /// `1/e`, the largest value of `z e^(−z)`.
 pub(crate) const INV_E: f64 = 1.0 / std::f64::consts::E;
@@ -299,6 +309,7 @@ pub(crate) fn surge_cdf(z: f64) -> f64 {
 /// terms are ≈ 1), so below z = 1 the CDF sums `e^(−z) Σ_{k≥2} z^k/k!`, whose terms
 /// are all positive; from z = 1 on the direct form is at least 0.26 and exact to an
 /// ulp or two.
+#[inline]
 pub(crate) fn surge_cdf_and_density(z: f64) -> (f64, f64) {
     if z <= 0.0 {
         return (0.0, 0.0);
@@ -325,6 +336,7 @@ pub(crate) fn surge_cdf_and_density(z: f64) -> (f64, f64) {
 }
 
 /// The root `z ≥ 1` of `z e^(−z) = r` for `0 < r ≤ 1/e`: `z = −W₋₁(−r)`.
+#[inline]
 pub(crate) fn surge_z(r: f64) -> f64 {
     if r >= INV_E {
         return 1.0;

@@ -7,7 +7,10 @@
 //! 1. **Prepare** (one pass, `market`; bids in `bid`): fold each query's weight and
 //!    cap into the constants of its best response, so that a bid at a price costs at
 //!    most one W₋₁ evaluation and the rational-abandonment test costs a few flops. (A
-//!    [`Query`] is valid once built, so nothing is checked here.)
+//!    [`Query`] is valid once built, so nothing is checked here.) Every step below is
+//!    generic over the [`Curve`]: a curve without a closed form brings
+//!    its own bidder (a root search between the turning points of a mixture's
+//!    marginal, the concave hull of a point curve).
 //! 2. **Clear** the market: total demand `D(λ)` is non-increasing in λ with jumps where
 //!    queries are abandoned. A bracket `D(lo) > B ≥ D(hi)` on `ln λ` is narrowed by the
 //!    secant through the two latest points — which sees the jumps, where Newton on the
@@ -32,6 +35,7 @@
 //! problem (Shapley–Folkman; Udell & Boyd 2016, for one linear constraint).
 
 use crate::error::{self, Result, Subject};
+use crate::model::Curve;
 
 mod allocation;
 mod bid;
@@ -43,7 +47,7 @@ mod rounding;
 mod search;
 
 pub use allocation::{Allocation, Decision, QueryAllocation};
-pub(crate) use bid::{BidRule, Bidder};
+pub(crate) use bid::{Bid, BidRule, Bidder, Bidding};
 pub use builder::AllocatorBuilder;
 pub use query::Query;
 pub(crate) use search::clear_weighted;
@@ -64,7 +68,10 @@ struct Outcome {
 }
 
 /// Anything that splits a token budget among queries: the CLEAR [`Allocator`] and the
-/// baselines it is compared with.
+/// baselines it is compared with, on shifted-surge queries (so that policies stay
+/// object-safe; [`Allocator::allocate`] and
+/// [`ExactOptimum::allocate`](crate::exact::ExactOptimum::allocate) take any
+/// [`Curve`]).
 pub trait AllocationPolicy {
     /// A short name for tables and plots.
     fn name(&self) -> &str;
@@ -145,7 +152,7 @@ impl Allocator {
     /// granularity. (For methods compared with this one, which must see the same
     /// caps; not part of the stable API.)
     #[doc(hidden)]
-    pub fn cap_of(&self, query: &Query) -> u64 {
+    pub fn cap_of<C: Curve>(&self, query: &Query<C>) -> u64 {
         self.round_down_whole(query.cap().unwrap_or(self.default_cap))
     }
 
@@ -162,7 +169,7 @@ impl Allocator {
     /// can pay more than 1e-280 per token (scale the weights up; allocations do not
     /// depend on their scale). Every other input is valid: a [`Query`] is checked
     /// when it is built.
-    pub fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
+    pub fn allocate<C: Curve>(&self, queries: &[Query<C>], budget: u64) -> Result<Allocation> {
         let market = Market::prepare(self, queries);
         let outcome = |grants, price, passes| Outcome {
             grants,
@@ -231,7 +238,11 @@ impl Allocator {
     /// # Errors
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) when the price is NaN, infinite or negative;
     /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) as for [`Allocator::allocate`].
-    pub fn allocate_at_price(&self, queries: &[Query], price: f64) -> Result<Allocation> {
+    pub fn allocate_at_price<C: Curve>(
+        &self,
+        queries: &[Query<C>],
+        price: f64,
+    ) -> Result<Allocation> {
         error::non_negative(Subject::Parameter, "price", price)?;
         let market = Market::prepare(self, queries);
         let mut tokens = vec![0.0; market.len()];
@@ -260,7 +271,12 @@ impl AllocationPolicy for Allocator {
 
 impl Allocator {
     /// Per-query results with decisions and utilities.
-    fn finish(&self, queries: &[Query], market: &Market, outcome: Outcome) -> Allocation {
+    fn finish<C: Curve>(
+        &self,
+        queries: &[Query<C>],
+        market: &Market<C::Bidder>,
+        outcome: Outcome,
+    ) -> Allocation {
         let Outcome {
             grants,
             edges,
@@ -296,7 +312,7 @@ pub(super) fn scatter(out: &mut [f64], indices: &[usize], values: &[f64]) {
     }
 }
 
-pub(super) fn utility_of(query: &Query, tokens: u64) -> f64 {
+pub(super) fn utility_of<C: Curve>(query: &Query<C>, tokens: u64) -> f64 {
     if tokens == 0 {
         0.0
     } else {
@@ -304,7 +320,7 @@ pub(super) fn utility_of(query: &Query, tokens: u64) -> f64 {
     }
 }
 
-pub(super) fn total_utility_of(queries: &[Query], grants: &[u64]) -> f64 {
+pub(super) fn total_utility_of<C: Curve>(queries: &[Query<C>], grants: &[u64]) -> f64 {
     queries
         .iter()
         .zip(grants)
