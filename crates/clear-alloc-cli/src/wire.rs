@@ -355,7 +355,7 @@ impl AllocationRequest {
 /// `expected_utility` would then be infinite, which JSON cannot carry. Such a batch is
 /// refused, naming the query at which the sum (in input order, as the allocation adds
 /// it) overflows.
-fn check_total_utility(queries: &[Query]) -> Result<()> {
+fn check_total_utility<C: Curve>(queries: &[Query<C>]) -> Result<()> {
     let mut bound = 0.0_f64;
     for (index, query) in queries.iter().enumerate() {
         bound += query.weight() * query.curve().ceiling();
