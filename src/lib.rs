@@ -82,6 +82,9 @@
 //!   `examples/online_server.rs`).
 //! - [`exact::ExactOptimum`]: the exact optimum by dynamic programming on a token
 //!   grid, the yardstick for small batches.
+//! - [`prior`]: calibrated thresholds (SPEC §7): a log-normal prior per class, the
+//!   noise of the caller's threshold predictor, and the posterior curve of a request
+//!   (shrunk, or a mixture over Gauss–Hermite nodes).
 //! - [`fit`] (feature `fit`): curves from what a server has: sampled rollouts of a
 //!   query (maximum likelihood, with censoring at the sampling cap), many queries with a
 //!   shared shape (the paper's model-intrinsic α, β), or accuracy measured at a few
@@ -127,6 +130,7 @@ pub mod exact;
 pub mod fit;
 pub mod model;
 pub mod online;
+pub mod prior;
 pub mod solver;
 
 pub use error::{Error, QueryRef, Result, Value};
