@@ -48,5 +48,6 @@
 
 pub mod baselines;
 pub mod calibrate;
+pub mod cold_start;
 pub mod paper;
 pub mod sim;
