@@ -22,8 +22,13 @@
 
 use crate::error::{self, Result, Subject};
 
+mod curve;
+mod mixture;
 #[cfg(feature = "serde")]
 mod serialize;
+
+pub use curve::Curve;
+pub use mixture::Mixture;
 
 /// `1/e`, the largest value of `z e^(−z)`.
 pub(crate) const INV_E: f64 = 1.0 / std::f64::consts::E;

@@ -69,8 +69,8 @@ impl Allocation {
     /// [`Error::InvalidQuery`] when a grant exceeds its query's cap;
     /// [`Error::InvalidParameter`] when the lengths differ or the grants (summed
     /// exactly) exceed `budget`.
-    pub fn from_tokens(
-        queries: &[Query],
+    pub fn from_tokens<C: crate::Curve>(
+        queries: &[Query<C>],
         tokens: Vec<u64>,
         default_cap: u64,
         budget: Option<u64>,
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn empty_batch_has_zero_rates() {
-        let a = Allocation::from_tokens(&[], vec![], 1, Some(5)).unwrap();
+        let a = Allocation::from_tokens::<ShiftedSurge>(&[], vec![], 1, Some(5)).unwrap();
         assert_eq!((a.mean_utility(), a.abandonment_rate()), (0.0, 0.0));
         assert_eq!(a.leftover(), 5);
     }

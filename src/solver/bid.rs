@@ -56,37 +56,142 @@ impl ShiftedSurge {
 
 /// One query's demand at a price, as the allocator sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Bid {
+pub enum Bid {
     /// Best response is 0 tokens.
     Out,
     /// Best response is the cap.
     AtCap(f64),
-    /// Best response is the stationary point; `z = β(b* − τ)` gives the slope.
-    Interior { tokens: f64, z: f64, beta: f64 },
+    /// Best response is the stationary point of a shifted surge; `z = β(b* − τ)`
+    /// gives the slope (computed only when the search asks for it).
+    Interior {
+        /// The stationary point.
+        tokens: f64,
+        /// `β(b* − τ)`.
+        z: f64,
+        /// The surge rate.
+        beta: f64,
+    },
+    /// Best response is below the cap on any other curve, with its slope
+    /// `d tokens / d ln λ` (0 at a vertex of a concave hull).
+    Smooth {
+        /// The best response.
+        tokens: f64,
+        /// `d tokens / d ln λ` (≤ 0).
+        slope: f64,
+    },
 }
 
 impl Bid {
-    pub(crate) fn tokens(self) -> f64 {
+    /// The tokens bid (0 when out).
+    pub fn tokens(self) -> f64 {
         match self {
             Bid::Out => 0.0,
             Bid::AtCap(cap) => cap,
-            Bid::Interior { tokens, .. } => tokens,
+            Bid::Interior { tokens, .. } | Bid::Smooth { tokens, .. } => tokens,
         }
     }
 
     /// `d tokens / d ln λ` (≤ 0): the slope the price search's Newton step uses.
-    pub(crate) fn log_price_slope(self) -> f64 {
+    pub fn log_price_slope(self) -> f64 {
         match self {
             Bid::Interior { z, beta, .. } => z / (beta * (1.0 - z)),
+            Bid::Smooth { slope, .. } => slope,
             _ => 0.0,
         }
+    }
+}
+
+/// What the solver asks of one query's prepared curve (its weight and cap folded
+/// in): bids at a price under each rule, and the prices where the bids change.
+/// Nominally public so that [`Curve`](crate::Curve) can name it; it lives in a private
+/// module, so only the crate implements it.
+pub trait Bidding: Clone + std::fmt::Debug + Send + Sync {
+    /// The cap in tokens.
+    fn cap(&self) -> f64;
+    /// Grants at or below this many tokens buy nothing.
+    fn threshold(&self) -> f64;
+    /// Whether anything is worth buying at all: `U(cap) > 0`.
+    fn fundable(&self) -> bool;
+    /// The largest price at which `rule` funds this query.
+    fn max_price_under(&self, rule: BidRule) -> f64;
+    /// Demand at `price` under `rule`.
+    fn bid_by(&self, price: f64, rule: BidRule) -> Bid;
+    /// Demand at a price ignoring abandonment, non-increasing in the price (used to
+    /// spend a leftover among queries that are already funded).
+    fn bid_funded(&self, price: f64) -> Bid;
+    /// The bid of a funded query whose best response is `tokens`, rebuilt cheaply.
+    fn funded_bid_at(&self, tokens: f64) -> Bid;
+    /// `max_{0 < b ≤ min(cap, limit)} w·U(b)/b`.
+    fn abandonment_price_within(&self, limit: f64) -> f64;
+
+    /// The largest price at which this query can be funded (rational rule).
+    fn max_price(&self) -> f64 {
+        self.max_price_under(BidRule::Rational)
+    }
+    /// Best response at `price` (with rational abandonment).
+    fn bid(&self, price: f64) -> Bid {
+        self.bid_by(price, BidRule::Rational)
+    }
+    /// The price at which the best response switches from funded to abandoned.
+    fn abandonment_price(&self) -> f64 {
+        self.abandonment_price_within(self.cap())
+    }
+    /// The `(scale, β)` of a shifted surge: queries sharing it share `z(λ)`.
+    fn shape(&self) -> Option<(f64, f64)> {
+        None
+    }
+    /// Demand at `price` under `rule` given the shared `z(λ)` of its shape.
+    fn bid_shared(&self, price: f64, rule: BidRule, _z: f64) -> Bid {
+        self.bid_by(price, rule)
+    }
+}
+
+impl Bidding for Bidder {
+    fn cap(&self) -> f64 {
+        Bidder::cap(self)
+    }
+    fn threshold(&self) -> f64 {
+        Bidder::threshold(self)
+    }
+    fn fundable(&self) -> bool {
+        Bidder::fundable(self)
+    }
+    fn max_price_under(&self, rule: BidRule) -> f64 {
+        Bidder::max_price_under(self, rule)
+    }
+    #[inline]
+    fn bid_by(&self, price: f64, rule: BidRule) -> Bid {
+        Bidder::bid_by(self, price, rule)
+    }
+    fn bid_funded(&self, price: f64) -> Bid {
+        Bidder::bid_funded(self, price)
+    }
+    fn funded_bid_at(&self, tokens: f64) -> Bid {
+        Bidder::funded_bid_at(self, tokens)
+    }
+    fn abandonment_price_within(&self, limit: f64) -> f64 {
+        Bidder::abandonment_price_within(self, limit)
+    }
+    fn max_price(&self) -> f64 {
+        Bidder::max_price(self)
+    }
+    #[inline]
+    fn bid(&self, price: f64) -> Bid {
+        Bidder::bid(self, price)
+    }
+    fn shape(&self) -> Option<(f64, f64)> {
+        Some(Bidder::shape(self))
+    }
+    #[inline]
+    fn bid_shared(&self, price: f64, rule: BidRule, z: f64) -> Bid {
+        self.bid_with(price, rule, || z)
     }
 }
 
 /// A curve with its weight and cap folded into the constants the best response needs,
 /// computed once so that a bid at a price costs at most one W₋₁ evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Bidder {
+pub struct Bidder {
     threshold: f64,
     beta: f64,
     /// `weight · p · β`: the marginal is `scale · z e^(−z)`.
@@ -103,7 +208,7 @@ pub(crate) struct Bidder {
 
 /// How a query responds to a price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BidRule {
+pub enum BidRule {
     /// Best response with rational abandonment: funded only at a positive surplus.
     Rational,
     /// No abandonment: the query buys up to where its marginal utility meets the price

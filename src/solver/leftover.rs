@@ -7,10 +7,11 @@
 //! also replaces the least solvent) with the price re-cleared among all — keeping a
 //! move only if the batch's utility rises.
 
-use super::bid::BidRule;
+use super::bid::{BidRule, Bidding};
 use super::market::{Cleared, Market};
 use super::search::{Bracket, Point};
 use super::{scatter, total_utility_of, utility_of, Allocator, Query};
+use crate::model::Curve;
 
 /// A candidate allocation during the leftover step.
 #[derive(Clone)]
@@ -74,10 +75,10 @@ impl EdgeEffort {
 
 /// Everything one leftover step reads: the batch, its prepared market, the budget
 /// and the clearing price, where every re-clear starts.
-pub(super) struct Leftover<'a> {
+pub(super) struct Leftover<'a, C: Curve> {
     pub allocator: &'a Allocator,
-    pub queries: &'a [Query],
-    pub market: &'a Market,
+    pub queries: &'a [Query<C>],
+    pub market: &'a Market<C::Bidder>,
     pub budget: u64,
     /// `ln` of the clearing price.
     pub start_log_price: f64,
@@ -90,7 +91,7 @@ pub(super) struct Spent {
     pub passes: usize,
 }
 
-impl Leftover<'_> {
+impl<C: Curve> Leftover<'_, C> {
     /// Spends the leftover of a cleared market: funds the queries that fit, re-clears
     /// the price among them, and tries funding more (the no-abandonment ablation keeps
     /// its pure rule and only hands out what is left), keeping each move that raises
@@ -467,9 +468,9 @@ mod tests {
     fn leftover<'a>(
         allocator: &'a Allocator,
         queries: &'a [Query],
-        market: &'a Market,
+        market: &'a Market<crate::solver::Bidder>,
         budget: u64,
-    ) -> Leftover<'a> {
+    ) -> Leftover<'a, ShiftedSurge> {
         Leftover {
             allocator,
             queries,

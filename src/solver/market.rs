@@ -4,11 +4,11 @@
 //! one price. A pass is the unit of cost (one W₋₁ per query on the concave branch), so
 //! the searches are built to need few of them.
 
-use super::bid::{Bid, BidRule, Bidder};
+use super::bid::{Bid, BidRule, Bidding};
 use super::search::{Bracket, Demand, Point, Search, Stop};
 use super::{Allocator, Query};
 use crate::error::{Error, QueryRef, Result};
-use crate::model::surge_z;
+use crate::model::{surge_z, Curve};
 
 /// Prices below `e^LOG_PRICE_FLOOR` cannot be searched, so a batch must be able to pay
 /// more than this for its best token: a margin of ~60 e-folds above the floor.
@@ -22,8 +22,8 @@ const LARGE_BATCH: usize = 4096;
 const SAMPLE: usize = 512;
 
 /// The batch, folded into per-query bidders.
-pub(super) struct Market {
-    pub bidders: Vec<Bidder>,
+pub(super) struct Market<B: Bidding> {
+    pub bidders: Vec<B>,
     pub caps: Vec<u64>,
     pub rule: BidRule,
     /// Set when every query has the same `(scale, β)`: then `z(λ)` is shared and a pass
@@ -37,9 +37,9 @@ pub(super) struct Market {
     pub fundable_caps: u128,
 }
 
-impl Market {
+impl<B: Bidding> Market<B> {
     /// Prepares the queries' bidders, in one pass.
-    pub fn prepare(allocator: &Allocator, queries: &[Query]) -> Market {
+    pub fn prepare<C: Curve<Bidder = B>>(allocator: &Allocator, queries: &[Query<C>]) -> Self {
         let mut bidders = Vec::with_capacity(queries.len());
         let mut caps = Vec::with_capacity(queries.len());
         let mut top_price = 0.0f64;
@@ -49,7 +49,7 @@ impl Market {
         let mut top_query = 0;
         for (index, query) in queries.iter().enumerate() {
             let cap = allocator.cap_of(query);
-            let bidder = Bidder::new(query.curve(), query.weight(), cap as f64);
+            let bidder = query.curve().bidder(query.weight(), cap as f64);
             let max_price = bidder.max_price_under(allocator.rule);
             if max_price > top_price {
                 top_price = max_price;
@@ -58,8 +58,10 @@ impl Market {
             if bidder.fundable() {
                 fundable_caps += cap as u128;
             }
-            let this_shape = bidder.shape();
-            shared &= *shape.get_or_insert(this_shape) == this_shape;
+            match bidder.shape() {
+                Some(this_shape) => shared &= *shape.get_or_insert(this_shape) == this_shape,
+                None => shared = false,
+            }
             bidders.push(bidder);
             caps.push(cap);
         }
@@ -76,7 +78,7 @@ impl Market {
 
     /// Prices below `e^LOG_PRICE_FLOOR` cannot be searched: a batch whose best token is
     /// worth less than [`MIN_TOP_PRICE`] is an error — but only when a search is needed.
-    pub fn check_priceable(&self, queries: &[Query]) -> Result<()> {
+    pub fn check_priceable<C: Curve>(&self, queries: &[Query<C>]) -> Result<()> {
         if self.top_price > 0.0 && self.top_price < MIN_TOP_PRICE {
             let query = &queries[self.top_query];
             return Err(Error::invalid_query(
@@ -91,8 +93,8 @@ impl Market {
         Ok(())
     }
 
-    fn sample(&self, stride: usize) -> Market {
-        let bidders: Vec<Bidder> = self.bidders.iter().step_by(stride).copied().collect();
+    fn sample(&self, stride: usize) -> Self {
+        let bidders: Vec<B> = self.bidders.iter().step_by(stride).cloned().collect();
         let caps = self.caps.iter().step_by(stride).copied().collect();
         Market {
             top_price: bidders
@@ -141,7 +143,7 @@ impl Market {
             }
         };
         match self.shared_scale.map(|scale| surge_z(price / scale)) {
-            Some(z) => among.for_each(|i| tally(i, self.bidders[i].bid_with(price, rule, || z))),
+            Some(z) => among.for_each(|i| tally(i, self.bidders[i].bid_shared(price, rule, z))),
             None => among.for_each(|i| tally(i, self.bidders[i].bid_by(price, rule))),
         }
         total
@@ -165,8 +167,8 @@ pub(super) struct Cleared {
 /// Queries out at the low end are out everywhere in the bracket: once a low end is
 /// known, passes visit only the queries funded there. Every buffer is kept at 0
 /// outside that set, so a pass over it leaves whole, valid bids behind.
-struct BatchDemand<'a> {
-    market: &'a Market,
+struct BatchDemand<'a, B: Bidding> {
+    market: &'a Market<B>,
     /// Bids at the latest price.
     current: Vec<f64>,
     hi_tokens: Vec<f64>,
@@ -174,7 +176,7 @@ struct BatchDemand<'a> {
     active: Option<Vec<usize>>,
 }
 
-impl Demand for BatchDemand<'_> {
+impl<B: Bidding> Demand for BatchDemand<'_, B> {
     fn at(&mut self, log_price: f64, with_slope: bool) -> Point {
         let market = self.market;
         match &self.active {
@@ -221,12 +223,12 @@ impl Demand for BatchDemand<'_> {
 }
 
 /// The strided sample of a large batch as a [`Demand`] (its bids are not kept).
-struct SampleDemand<'a> {
-    market: &'a Market,
+struct SampleDemand<'a, B: Bidding> {
+    market: &'a Market<B>,
     scratch: Vec<f64>,
 }
 
-impl Demand for SampleDemand<'_> {
+impl<B: Bidding> Demand for SampleDemand<'_, B> {
     fn at(&mut self, log_price: f64, with_slope: bool) -> Point {
         let n = self.market.len();
         self.market
@@ -238,7 +240,7 @@ impl Allocator {
     /// Market clearing (SPEC §4): narrows a bracket on the price until the feasible end
     /// is within tolerance of the budget or the bracket is narrower than the tolerance
     /// (relative to the price).
-    pub(super) fn clear(&self, market: &Market, budget: f64) -> Cleared {
+    pub(super) fn clear<B: Bidding>(&self, market: &Market<B>, budget: f64) -> Cleared {
         let n = market.len();
         let mut bracket = Bracket::new(market.top_price, market.fundable_caps as f64);
         let target = budget * (1.0 - 0.5 * self.tolerance);
@@ -267,7 +269,12 @@ impl Allocator {
     /// Where the search starts: for large batches, just below the clearing price of a
     /// strided sample with a proportional budget; otherwise one e-fold below the top
     /// price.
-    fn starting_point(&self, market: &Market, budget: f64, bracket: &Bracket) -> f64 {
+    fn starting_point<B: Bidding>(
+        &self,
+        market: &Market<B>,
+        budget: f64,
+        bracket: &Bracket,
+    ) -> f64 {
         let n = market.len();
         let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
         if n >= LARGE_BATCH {

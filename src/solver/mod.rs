@@ -32,6 +32,7 @@
 //! problem (Shapley–Folkman; Udell & Boyd 2016, for one linear constraint).
 
 use crate::error::{self, Result, Subject};
+use crate::model::Curve;
 
 mod allocation;
 mod bid;
@@ -43,7 +44,7 @@ mod rounding;
 mod search;
 
 pub use allocation::{Allocation, Decision, QueryAllocation};
-pub(crate) use bid::{BidRule, Bidder};
+pub(crate) use bid::{Bid, BidRule, Bidder, Bidding};
 pub use builder::AllocatorBuilder;
 pub use query::Query;
 pub(crate) use search::clear_weighted;
@@ -145,7 +146,7 @@ impl Allocator {
     /// granularity. (For methods compared with this one, which must see the same
     /// caps; not part of the stable API.)
     #[doc(hidden)]
-    pub fn cap_of(&self, query: &Query) -> u64 {
+    pub fn cap_of<C: Curve>(&self, query: &Query<C>) -> u64 {
         self.round_down_whole(query.cap().unwrap_or(self.default_cap))
     }
 
@@ -162,7 +163,7 @@ impl Allocator {
     /// can pay more than 1e-280 per token (scale the weights up; allocations do not
     /// depend on their scale). Every other input is valid: a [`Query`] is checked
     /// when it is built.
-    pub fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
+    pub fn allocate<C: Curve>(&self, queries: &[Query<C>], budget: u64) -> Result<Allocation> {
         let market = Market::prepare(self, queries);
         let outcome = |grants, price, passes| Outcome {
             grants,
@@ -231,7 +232,11 @@ impl Allocator {
     /// # Errors
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) when the price is NaN, infinite or negative;
     /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) as for [`Allocator::allocate`].
-    pub fn allocate_at_price(&self, queries: &[Query], price: f64) -> Result<Allocation> {
+    pub fn allocate_at_price<C: Curve>(
+        &self,
+        queries: &[Query<C>],
+        price: f64,
+    ) -> Result<Allocation> {
         error::non_negative(Subject::Parameter, "price", price)?;
         let market = Market::prepare(self, queries);
         let mut tokens = vec![0.0; market.len()];
@@ -260,7 +265,12 @@ impl AllocationPolicy for Allocator {
 
 impl Allocator {
     /// Per-query results with decisions and utilities.
-    fn finish(&self, queries: &[Query], market: &Market, outcome: Outcome) -> Allocation {
+    fn finish<C: Curve>(
+        &self,
+        queries: &[Query<C>],
+        market: &Market<C::Bidder>,
+        outcome: Outcome,
+    ) -> Allocation {
         let Outcome {
             grants,
             edges,
@@ -296,7 +306,7 @@ pub(super) fn scatter(out: &mut [f64], indices: &[usize], values: &[f64]) {
     }
 }
 
-pub(super) fn utility_of(query: &Query, tokens: u64) -> f64 {
+pub(super) fn utility_of<C: Curve>(query: &Query<C>, tokens: u64) -> f64 {
     if tokens == 0 {
         0.0
     } else {
@@ -304,7 +314,7 @@ pub(super) fn utility_of(query: &Query, tokens: u64) -> f64 {
     }
 }
 
-pub(super) fn total_utility_of(queries: &[Query], grants: &[u64]) -> f64 {
+pub(super) fn total_utility_of<C: Curve>(queries: &[Query<C>], grants: &[u64]) -> f64 {
     queries
         .iter()
         .zip(grants)

@@ -1,7 +1,7 @@
 //! One query to allocate: a curve with an optional cap, a weight and an id.
 
 use crate::error::{self, Result, Subject};
-use crate::model::ShiftedSurge;
+use crate::model::{Curve, ShiftedSurge};
 
 /// One query to allocate: its curve and, optionally, a cap, a weight and an id.
 ///
@@ -22,17 +22,19 @@ use crate::model::ShiftedSurge;
 /// assert!(query.clone().with_weight(f64::NAN).is_err());
 /// # Ok::<(), clear_alloc::Error>(())
 /// ```
+///
+/// The curve may be any [`Curve`]; the default is the [`ShiftedSurge`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Query {
-    curve: ShiftedSurge,
+pub struct Query<C: Curve = ShiftedSurge> {
+    curve: C,
     cap: Option<u64>,
     weight: f64,
     id: Option<String>,
 }
 
-impl Query {
+impl<C: Curve> Query<C> {
     /// A query with no cap of its own, weight 1 and no id.
-    pub fn new(curve: ShiftedSurge) -> Self {
+    pub fn new(curve: C) -> Self {
         Query {
             curve,
             cap: None,
@@ -57,8 +59,10 @@ impl Query {
     pub fn with_weight(mut self, weight: f64) -> Result<Self> {
         error::non_negative(Subject::Parameter, "weight", weight)?;
         let ceiling = self.curve.ceiling();
+        // `peak · e` is the surge's `ceiling / width`, the constant its bidder forms.
+        let steepest = self.curve.peak_marginal() * std::f64::consts::E;
         error::ensure(
-            (weight * ceiling).is_finite() && (weight * (ceiling * self.curve.beta())).is_finite(),
+            (weight * ceiling).is_finite() && (weight * steepest).is_finite(),
             Subject::Parameter,
             "weight",
             weight,
@@ -75,7 +79,7 @@ impl Query {
     }
 
     /// The query's utility curve.
-    pub fn curve(&self) -> &ShiftedSurge {
+    pub fn curve(&self) -> &C {
         &self.curve
     }
 

@@ -1,6 +1,7 @@
 //! Rounding to whole tokens: multiples of the granularity, within the caps, with the
 //! rounding remainder handed back and `Σ ≤ budget` enforced in integers.
 
+use super::bid::Bidding;
 use super::market::Market;
 use super::Allocator;
 
@@ -9,7 +10,12 @@ impl Allocator {
     /// not pass the threshold (they buy nothing), then — with a budget — give the
     /// rounding remainder back, one granule each, to the queries that lost the most,
     /// and enforce `Σ ≤ budget` in integers.
-    pub(super) fn round(&self, market: &Market, tokens: &[f64], budget: Option<u64>) -> Vec<u64> {
+    pub(super) fn round<B: Bidding>(
+        &self,
+        market: &Market<B>,
+        tokens: &[f64],
+        budget: Option<u64>,
+    ) -> Vec<u64> {
         let g = self.granularity;
         let useful = |i: usize, grant: u64| grant as f64 > market.bidders[i].threshold();
         let mut grants: Vec<u64> = tokens
@@ -90,7 +96,7 @@ mod tests {
     use super::*;
     use crate::{Query, ShiftedSurge};
 
-    fn market(allocator: &Allocator, caps: &[u64]) -> Market {
+    fn market(allocator: &Allocator, caps: &[u64]) -> Market<crate::solver::Bidder> {
         let curve = ShiftedSurge::new(100.0, 50.0, 0.9).unwrap();
         let queries: Vec<Query> = caps
             .iter()
