@@ -35,6 +35,10 @@
 //! let posterior = calibration.posterior(600.0)?;
 //! assert!((posterior.shrunk().threshold() - 300.0).abs() < 1e-9); // √(150 · 600)
 //! assert_eq!(posterior.components(9)?.len(), 9);
+//! // Either curve goes to the allocator.
+//! use clear_alloc::{Allocator, Query};
+//! let mixture = vec![Query::new(posterior.mixture(9)?).with_cap(4096); 10];
+//! assert!(Allocator::default().allocate(&mixture, 3_000)?.total_tokens() <= 3_000);
 //! # Ok::<(), clear_alloc::Error>(())
 //! ```
 
@@ -43,7 +47,7 @@ mod quadrature;
 pub use quadrature::{gauss_hermite, MAX_NODES};
 
 use crate::error::{non_negative, positive, Error, Result, Subject};
-use crate::model::ShiftedSurge;
+use crate::model::{Mixture, ShiftedSurge};
 
 /// The smallest threshold, in tokens, taken into `ln τ`: a fitted or predicted τ of 0
 /// (a query that answers at once) would otherwise put the log-normal at −∞.
@@ -453,6 +457,15 @@ impl ThresholdPosterior {
             .zip(&w)
             .map(|(z, w)| (*w, self.prior.curve_at(self.ln_mean + self.ln_sd * z)))
             .collect())
+    }
+
+    /// The posterior mixture curve `E[U(b; τ) | τ̂]` over `nodes` Gauss–Hermite
+    /// components ([`ThresholdPosterior::components`]), ready for the allocator.
+    ///
+    /// # Errors
+    /// As [`ThresholdPosterior::components`].
+    pub fn mixture(&self, nodes: usize) -> Result<Mixture> {
+        Mixture::new(self.components(nodes)?)
     }
 }
 

@@ -238,3 +238,19 @@ fn a_prior_from_fits_takes_log_moments_and_the_mean_ceiling() {
         Err(Error::InsufficientData { .. })
     ));
 }
+
+#[test]
+fn the_mixture_curve_is_the_weighted_sum_of_its_components() {
+    use crate::Curve;
+    let p = calibration(0.5, 1.0).posterior(400.0).unwrap();
+    let mixture = p.mixture(9).unwrap();
+    for b in [50.0, 200.0, 350.0, 800.0, 3000.0] {
+        let direct: f64 = p
+            .components(9)
+            .unwrap()
+            .iter()
+            .map(|(w, c)| w * c.utility(b))
+            .sum();
+        assert_relative_eq!(mixture.utility(b), direct, max_relative = 1e-12);
+    }
+}

@@ -49,5 +49,6 @@
 pub mod baselines;
 pub mod calibrate;
 pub mod cold_start;
+pub mod noise;
 pub mod paper;
 pub mod sim;
