@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let config = ColdStart::default().tokens_per_query(tokens);
     let with = config.clone().feedback(true).run()?;
     let without = config.clone().feedback(false).run()?;
-    let frozen = config.learning(false).run()?;
+    let frozen = config.clone().learning(false).run()?;
     let mean = |rows: &[WindowAccuracy]| {
         rows.iter().map(WindowAccuracy::ratio).sum::<f64>() / rows.len() as f64
     };
@@ -28,19 +28,21 @@ fn main() -> Result<(), Box<dyn Error>> {
         mean(&frozen)
     );
     println!(
-        "| window | reference | learned (feedback) | ratio | learned (lengths only) | ratio |"
+        "| window | reference | learned (feedback) | ratio | learned (lengths only) | ratio | priors only | ratio |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (a, b) in with.iter().zip(&without) {
+    println!("|---|---|---|---|---|---|---|---|");
+    for ((a, b), c) in with.iter().zip(&without).zip(&frozen) {
         if a.window < 10 || a.window % 5 == 4 {
             println!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 a.window,
                 a.reference,
                 a.learned,
                 a.ratio(),
                 b.learned,
-                b.ratio()
+                b.ratio(),
+                c.learned,
+                c.ratio()
             );
         }
     }
