@@ -79,7 +79,9 @@
 //! - [`online::OnlineAllocator`]: admission control for a serving loop that sees
 //!   requests one at a time: `admit` grants at a carried price in O(1), `complete`
 //!   refunds unused tokens, `end_window` re-clears the price (see
-//!   `examples/online_server.rs`).
+//!   `examples/online_server.rs`). `complete_with` also says whether the request
+//!   stopped by itself and, when known, whether it was correct; with the `fit` feature
+//!   an [`online::CurveLearner`] learns each class's curve from those completions.
 //! - [`exact::ExactOptimum`]: the exact optimum by dynamic programming on a token
 //!   grid, the yardstick for small batches.
 //! - [`prior`]: calibrated thresholds (SPEC §7): a log-normal prior per class, the

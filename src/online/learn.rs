@@ -1,33 +1,4 @@
-//! Curves learned online from completions (SPEC §7): a server with no offline
-//! rollouts learns each class's curve from what its requests do under their grants.
-//!
-//! # The model \[ours\]
-//!
-//! Every completion of a class is a draw of the length law `τ + Gamma(2, β)` (the
-//! model reasons until it answers), and its answer is correct with probability `p`,
-//! independently of its length; so the accuracy with `b` tokens is `p · F(b − τ)`,
-//! the class's shifted surge. A completion that stops by itself at `L` contributes the
-//! density `f(L − τ)`; one cut off at its grant `g` (or earlier, by the client) the
-//! survival `1 − F(g − τ)`: each request is censored at its *own* grant, the
-//! generalisation of `fit`'s censoring at one sampling cap. `(τ, β)` is the maximum a
-//! posteriori of these terms under the class's [`CurvePrior`] (log-normal around its
-//! threshold and width), by Nelder–Mead over `(ln τ, ln w)`; with correctness reported,
-//! `p` is the share of correct answers among the finished completions, shrunk to the
-//! prior ceiling by `ceiling_strength` pseudo-observations.
-//!
-//! **Without a correctness signal** the learner learns only the curve of *finishing*
-//! within `b` tokens, `F(b − τ)`, and keeps the class's ceiling from its prior: the
-//! learned curve is `p_prior · F(b − τ)`. A prior ceiling that is wrong stays wrong.
-//!
-//! The sample of each class is bounded (the latest `capacity` completions) and
-//! decaying: a completion seen `k` windows ago weighs `decay^k`, so the curve follows a
-//! drift of the model or the traffic. Refits happen in [`CurveLearner::observe`] every
-//! `refit_every` completions of a class and in [`CurveLearner::end_window`], never in
-//! `admit`; the fit runs outside the learner's lock on a copy of the class's sample.
-//!
-//! Abandoned requests (grant 0) teach nothing: a class whose prior makes it look
-//! hopeless at the current price is never granted tokens and so never corrected. Give
-//! such classes an honest (wide) prior, or grant a few exploratory requests.
+//! Curves learned online from completions (SPEC §7); see [`CurveLearner`].
 
 use super::ticket::Completed;
 use crate::error::{non_negative, positive, Error, Result, Subject};
@@ -159,8 +130,37 @@ struct ClassState {
     since_fit: usize,
 }
 
-/// A per-class curve learner fed by completions; see the [module docs](self) for the
-/// model. `K` names a class (a route, a task type, a tenant).
+/// A per-class curve learner fed by completions: a server with no offline rollouts
+/// learns each class's curve from what its requests do under their grants. `K` names a
+/// class (a route, a task type, a tenant).
+///
+/// # The model \[ours\]
+///
+/// Every completion of a class is a draw of the length law `τ + Gamma(2, β)` (the
+/// model reasons until it answers), and its answer is correct with probability `p`,
+/// independently of its length; so the accuracy with `b` tokens is `p · F(b − τ)`,
+/// the class's shifted surge. A completion that stops by itself at `L` contributes the
+/// density `f(L − τ)`; one cut off at its grant `g` (or earlier, by the client) the
+/// survival `1 − F(g − τ)`: each request is censored at its *own* grant, the
+/// generalisation of `fit`'s censoring at one sampling cap. `(τ, β)` is the maximum a
+/// posteriori of these terms under the class's [`CurvePrior`] (log-normal around its
+/// threshold and width), by Nelder–Mead over `(ln τ, ln w)`; with correctness reported,
+/// `p` is the share of correct answers among the finished completions, shrunk to the
+/// prior ceiling by `ceiling_strength` pseudo-observations.
+///
+/// **Without a correctness signal** the learner learns only the curve of *finishing*
+/// within `b` tokens, `F(b − τ)`, and keeps the class's ceiling from its prior: the
+/// learned curve is `p_prior · F(b − τ)`. A prior ceiling that is wrong stays wrong.
+///
+/// The sample of each class is bounded (the latest `capacity` completions) and
+/// decaying: a completion seen `k` windows ago weighs `decay^k`, so the curve follows a
+/// drift of the model or the traffic. Refits happen in [`CurveLearner::observe`] every
+/// `refit_every` completions of a class and in [`CurveLearner::end_window`], never in
+/// `admit`; the fit runs outside the learner's lock on a copy of the class's sample.
+///
+/// Abandoned requests (grant 0) teach nothing: a class whose prior makes it look
+/// hopeless at the current price is never granted tokens and so never corrected. Give
+/// such classes an honest (wide) prior, or grant a few exploratory requests.
 ///
 /// ```
 /// use clear_alloc::online::{Completion, CurveLearner, CurvePrior, OnlineAllocator};

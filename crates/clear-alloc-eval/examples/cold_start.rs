@@ -61,6 +61,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// One line of the chart: its name, its points and its colour.
+type Line<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
 fn plot(
     path: &str,
     with: &[WindowAccuracy],
@@ -88,7 +91,7 @@ fn plot(
         .x_desc("window (600 arrivals, 160 tokens per query)")
         .y_desc("expected accuracy")
         .draw()?;
-    let series: [(&str, Vec<(f64, f64)>, RGBColor); 3] = [
+    let series: [Line; 3] = [
         (
             "reference (true curves)",
             with.iter()

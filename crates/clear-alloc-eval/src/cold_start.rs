@@ -1,12 +1,12 @@
 //! A cold-start server: classes of requests whose curves nobody measured, learned
 //! online from completions (SPEC §7) while an online allocator serves them.
 //!
-//! Three classes with the curves of the [`Pool`](crate::sim::Pool) medians (easy,
+//! Three classes with the curves of the [`Pool`] medians (easy,
 //! medium, hard; every request of a class has its class's curve) arrive in a
 //! Balanced mix. Two servers see the same arrivals and the same completion lengths
 //! (common random numbers): the *reference* admits every request with its class's
 //! true curve; the *learner* admits it with the curve its
-//! [`CurveLearner`](clear_alloc::online::CurveLearner) holds for the class, which
+//! [`CurveLearner`] holds for the class, which
 //! starts from a prior whose threshold is off by a factor 2 and whose width is off by
 //! a factor 1.5, in both directions across the classes, and is refitted at every
 //! window's end. A request's completion length is a draw of `τ + Gamma(2, β)` of its

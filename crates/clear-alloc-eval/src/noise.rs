@@ -3,7 +3,7 @@
 //! the posterior (a Gauss–Hermite mixture), against the oracle on the true curves.
 //!
 //! The prior of each query is its pool's log-normal spread of thresholds, exactly as
-//! [`StreamConfig`](crate::sim::StreamConfig) draws them (median [`Pool::threshold`],
+//! [`StreamConfig`] draws them (median [`Pool::threshold`],
 //! σ₀ = [`Pool::threshold_spread`], 0.4 for the three pools), with the query's own
 //! width and ceiling (the stream's predictor knows them; only τ is noisy), and the
 //! predictor's noise σ is the stream's. Every method is scored on the true curves.
