@@ -30,8 +30,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             "\n{} (accuracy %, mean of {SEEDS} seeds × 500 queries)",
             mix.name()
         );
-        println!("| σ | tokens/query | point | shrunk | mixture | oracle | shrunk closes | mixture closes |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| σ | tokens/query | point | shrunk | mixture | no-prior mixture | oracle | shrunk closes | mixture closes |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for sigma in SIGMAS {
             let runs = (0..SEEDS)
                 .map(|seed| {
@@ -48,11 +48,12 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .collect();
             for r in &rows {
                 println!(
-                    "| {sigma} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                    "| {sigma} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
                     r.tokens_per_query,
                     100.0 * r.point,
                     100.0 * r.shrunk,
                     100.0 * r.mixture,
+                    100.0 * r.naive,
                     100.0 * r.oracle,
                     pct(r.gap_closed(r.shrunk)),
                     pct(r.gap_closed(r.mixture)),
@@ -62,8 +63,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     println!("\nSummary: share of the point-to-oracle gap closed (range over budgets), and the least gain over point allocation of either posterior method, any budget (points)");
-    println!("| stream | σ | shrunk 200–500 | mixture 200–500 | shrunk 100–1000 | mixture 100–1000 | least gain over point |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| stream | σ | shrunk 200–500 | mixture 200–500 | shrunk 100–1000 | mixture 100–1000 | least gain over point | no-prior mixture vs point |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (mix, sigma, rows) in &summary {
         if *sigma == 0.0 {
             continue;
@@ -86,14 +87,24 @@ fn main() -> Result<(), Box<dyn Error>> {
             .iter()
             .flat_map(|r| [r.shrunk - r.point, r.mixture - r.point])
             .fold(f64::INFINITY, f64::min);
+        let naive_lo = rows
+            .iter()
+            .map(|r| r.naive - r.point)
+            .fold(f64::INFINITY, f64::min);
+        let naive_hi = rows
+            .iter()
+            .map(|r| r.naive - r.point)
+            .fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "| {} | {sigma} | {} | {} | {} | {} | {:+.2} |",
+            "| {} | {sigma} | {} | {} | {} | {} | {:+.2} | {:+.2} to {:+.2} |",
             mix.name(),
             range(200, 500, |r| r.shrunk),
             range(200, 500, |r| r.mixture),
             range(100, 1000, |r| r.shrunk),
             range(100, 1000, |r| r.mixture),
-            100.0 * worst
+            100.0 * worst,
+            100.0 * naive_lo,
+            100.0 * naive_hi
         );
     }
     Ok(())

@@ -8,7 +8,7 @@
 //! width and ceiling (the stream's predictor knows them; only τ is noisy), and the
 //! predictor's noise σ is the stream's. Every method is scored on the true curves.
 
-use clear_alloc::prior::{Calibration, PredictorNoise, ThresholdPrior};
+use clear_alloc::prior::{gauss_hermite, Calibration, PredictorNoise, ThresholdPrior};
 use clear_alloc::{Allocator, Query, Result, ShiftedSurge};
 
 use crate::sim::{Mix, Pool, Stream, StreamConfig};
@@ -31,6 +31,9 @@ pub struct NoiseRow {
     pub shrunk: f64,
     /// ... on the posterior mixture curves.
     pub mixture: f64,
+    /// ... on a mixture around the prediction without a prior (`ln τ ~ N(ln τ̂, σ²)`),
+    /// the naive alternative.
+    pub naive: f64,
     /// ... on the true curves.
     pub oracle: f64,
 }
@@ -51,6 +54,7 @@ impl NoiseRow {
             point: avg(|r| r.point),
             shrunk: avg(|r| r.shrunk),
             mixture: avg(|r| r.mixture),
+            naive: avg(|r| r.naive),
             oracle: avg(|r| r.oracle),
             ..rows[0]
         }
@@ -109,6 +113,7 @@ impl NoiseSweep {
             .seed(self.seed);
         let stream = config.generate()?;
         let (shrunk, mixture) = self.posterior_queries(&stream)?;
+        let naive = naive_queries(&stream)?;
         let allocator = Allocator::builder().default_cap(stream.cap()).build()?;
         let mut rows = Vec::with_capacity(tokens_per_query.len());
         for &t in tokens_per_query {
@@ -121,6 +126,7 @@ impl NoiseSweep {
                 point: grants(allocator.allocate(stream.predicted(), budget)?),
                 shrunk: grants(allocator.allocate(&shrunk, budget)?),
                 mixture: grants(allocator.allocate(&mixture, budget)?),
+                naive: grants(allocator.allocate(&naive, budget)?),
                 oracle: grants(allocator.allocate(stream.truth(), budget)?),
             });
         }
@@ -162,6 +168,26 @@ fn posterior_queries(
         mixture.push(Query::new(posterior.mixture(MIXTURE_NODES)?).with_cap(cap));
     }
     Ok((shrunk, mixture))
+}
+
+/// Mixtures over `ln τ ~ N(ln τ̂, σ²)`: the prediction's noise without a prior.
+fn naive_queries(stream: &Stream) -> Result<Vec<Query<clear_alloc::Mixture>>> {
+    let (z, w) = gauss_hermite(MIXTURE_NODES)?;
+    let sigma = stream.threshold_noise();
+    stream
+        .predicted()
+        .iter()
+        .map(|q| {
+            let c = q.curve();
+            let parts = z
+                .iter()
+                .zip(&w)
+                .map(|(z, w)| Ok((*w, c.with_threshold(c.threshold() * (sigma * z).exp())?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Query::new(clear_alloc::Mixture::new(parts)?)
+                .with_cap(q.cap().unwrap_or(stream.cap())))
+        })
+        .collect()
 }
 
 /// Mean true accuracy of `tokens` grants.

@@ -80,3 +80,22 @@ fn without_noise_every_method_is_the_oracle() {
         assert!((r.mixture - r.oracle).abs() < 1e-6, "{r:?}");
     }
 }
+
+#[test]
+fn a_mixture_without_the_prior_is_worse_than_either_posterior() {
+    // The negative control: spreading τ̂ by σ without shrinking it adds the
+    // noise a second time.
+    for r in rows(1.0)
+        .iter()
+        .filter(|r| (200..=500).contains(&r.tokens_per_query))
+    {
+        assert!(
+            r.naive < r.shrunk.min(r.mixture),
+            "{} tokens/query: no-prior mixture {:.4}, shrunk {:.4}, mixture {:.4}",
+            r.tokens_per_query,
+            r.naive,
+            r.shrunk,
+            r.mixture
+        );
+    }
+}
