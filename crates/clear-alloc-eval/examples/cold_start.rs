@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "{name}: at >= 95 % of the reference in every window from window {settled}; worst ratio from window 20: {worst_after_20:.3}"
         );
     }
-    plot(&out, &with, &without)?;
+    plot(&out, &with, &without, &frozen)?;
     println!("wrote {out}");
     Ok(())
 }
@@ -68,6 +68,7 @@ fn plot(
     path: &str,
     with: &[WindowAccuracy],
     without: &[WindowAccuracy],
+    frozen: &[WindowAccuracy],
 ) -> Result<(), Box<dyn Error>> {
     let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -91,7 +92,7 @@ fn plot(
         .x_desc("window (600 arrivals, 160 tokens per query)")
         .y_desc("expected accuracy")
         .draw()?;
-    let series: [Line; 3] = [
+    let series: [Line; 4] = [
         (
             "reference (true curves)",
             with.iter()
