@@ -113,6 +113,14 @@ fn plot(
                 .collect(),
             RED,
         ),
+        (
+            "priors only (never updated)",
+            frozen
+                .iter()
+                .map(|r| (r.window as f64, r.learned))
+                .collect(),
+            RGBColor(150, 150, 150),
+        ),
     ];
     for (name, points, color) in series {
         chart
