@@ -2,7 +2,7 @@
 //! the true curves (see `clear_alloc_eval::cold_start`). Prints accuracy per window with
 //! and without correctness feedback and writes an SVG.
 //!
-//! `cargo run --release -p clear-alloc-eval --example cold_start [out.svg]`
+//! `cargo run --release -p clear-alloc-eval --example cold_start [out.svg [tokens_per_query [arrivals_per_window]]]`
 //! (default `crates/clear-alloc-eval/figures/cold_start.svg`).
 
 use clear_alloc_eval::cold_start::{settled_from, ColdStart, WindowAccuracy};
@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         .nth(1)
         .unwrap_or_else(|| "crates/clear-alloc-eval/figures/cold_start.svg".into());
     let tokens: u64 = std::env::args().nth(2).map_or(Ok(160), |t| t.parse())?;
-    let config = ColdStart::default().tokens_per_query(tokens);
+    let arrivals: usize = std::env::args().nth(3).map_or(Ok(600), |t| t.parse())?;
+    let config = ColdStart::default()
+        .tokens_per_query(tokens)
+        .arrivals_per_window(arrivals);
     let with = config.clone().feedback(true).run()?;
     let without = config.clone().feedback(false).run()?;
     let frozen = config.clone().learning(false).run()?;
@@ -22,7 +25,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         rows.iter().map(WindowAccuracy::ratio).sum::<f64>() / rows.len() as f64
     };
     println!(
-        "{tokens} tokens/query; mean ratio to the reference: feedback {:.3}, lengths only {:.3}, priors never updated {:.3}",
+        "{tokens} tokens/query, {arrivals} arrivals/window; mean ratio to the reference: feedback {:.3}, lengths only {:.3}, priors never updated {:.3}",
         mean(&with),
         mean(&without),
         mean(&frozen)
@@ -56,7 +59,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             "{name}: at >= 95 % of the reference in every window from window {settled}; worst ratio from window 20: {worst_after_20:.3}"
         );
     }
-    plot(&out, &with, &without, &frozen)?;
+    let label = format!("window ({arrivals} arrivals, {tokens} tokens per query)");
+    plot(&out, &label, &with, &without, &frozen)?;
     println!("wrote {out}");
     Ok(())
 }
@@ -66,6 +70,7 @@ type Line<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 
 fn plot(
     path: &str,
+    x_desc: &str,
     with: &[WindowAccuracy],
     without: &[WindowAccuracy],
     frozen: &[WindowAccuracy],
@@ -89,7 +94,7 @@ fn plot(
         .build_cartesian_2d(0.0..with.len() as f64, 0.0..y_max)?;
     chart
         .configure_mesh()
-        .x_desc("window (600 arrivals, 160 tokens per query)")
+        .x_desc(x_desc)
         .y_desc("expected accuracy")
         .draw()?;
     let series: [Line; 4] = [
