@@ -13,6 +13,7 @@
 //! at most `Σ_i max φ_i · δ`.
 
 use crate::error::{at_least_one, Error, Result, Subject};
+use crate::model::Curve;
 use crate::solver::{Allocation, AllocationPolicy, Query};
 
 /// Exact optimum by dynamic programming on a token grid.
@@ -109,10 +110,21 @@ impl AllocationPolicy for ExactOptimum {
     }
 
     /// # Errors
+    /// As [`ExactOptimum::allocate`].
+    fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
+        ExactOptimum::allocate(self, queries, budget)
+    }
+}
+
+impl ExactOptimum {
+    /// The exact optimum on the grid for queries with any [`Curve`]: the DP needs only
+    /// each curve's utility at the grid points.
+    ///
+    /// # Errors
     /// [`Error::InvalidOption`] when the
     /// table would exceed [`ExactOptimum::MAX_TABLE`] entries or the work
     /// [`ExactOptimum::MAX_WORK`] steps.
-    fn allocate(&self, queries: &[Query], budget: u64) -> Result<Allocation> {
+    pub fn allocate<C: Curve>(&self, queries: &[Query<C>], budget: u64) -> Result<Allocation> {
         if queries.is_empty() {
             return Allocation::from_tokens(queries, Vec::new(), self.default_cap, Some(budget));
         }
@@ -220,7 +232,7 @@ mod tests {
             .grid(1)
             .build()
             .unwrap()
-            .allocate(&[], u64::MAX)
+            .allocate::<ShiftedSurge>(&[], u64::MAX)
             .unwrap();
         assert_eq!(none.total_tokens(), 0);
         // A small table but 8 · 200 000² steps: refused for time, not memory.

@@ -136,7 +136,7 @@ pub mod prior;
 pub mod solver;
 
 pub use error::{Error, QueryRef, Result, Value};
-pub use model::{Curve, Mixture, Phase, ShiftedSurge};
+pub use model::{AnyCurve, Curve, Mixture, Phase, PiecewiseLinear, ShiftedSurge};
 pub use solver::{
     Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Decision, Query, QueryAllocation,
 };

@@ -109,7 +109,7 @@ fn scarce_budget_abandons_the_hopeless_and_funds_the_easy() {
 #[test]
 fn empty_zero_and_unbounded_budgets() {
     let allocator = Allocator::default();
-    let empty = allocator.allocate(&[], 1000).unwrap();
+    let empty = allocator.allocate::<ShiftedSurge>(&[], 1000).unwrap();
     assert_eq!(empty.queries().len(), 0);
     assert_eq!(empty.total_tokens(), 0);
     assert_eq!(empty.leftover(), 1000);

@@ -22,13 +22,18 @@
 
 use crate::error::{self, Result, Subject};
 
+mod any;
 mod curve;
+mod hull;
 mod mixture;
+mod piecewise;
 #[cfg(feature = "serde")]
 mod serialize;
 
+pub use any::AnyCurve;
 pub use curve::Curve;
 pub use mixture::Mixture;
+pub use piecewise::PiecewiseLinear;
 
 /// `1/e`, the largest value of `z e^(−z)`.
 pub(crate) const INV_E: f64 = 1.0 / std::f64::consts::E;

@@ -118,7 +118,51 @@ impl<C: Curve> Leftover<'_, C> {
             displaced: Vec::new(),
         };
         passes += self.add_edges(&mut plan, candidates);
+        if market.len() <= EdgeEffort::SMALL_BATCH {
+            self.top_up(&mut plan);
+        }
         Spent { plan, passes }
+    }
+
+    /// Hands what the budget still has left, when it is more than rounding leaves, to
+    /// the query it buys the most for, on its own curve, and repeats while that helps
+    /// (at most a few times). A price
+    /// places tokens only on a curve's concave majorant; a piecewise-linear or
+    /// empirical curve whose next hull vertex is beyond the remainder can still turn
+    /// it into utility between vertices.
+    fn top_up(&self, plan: &mut Plan) {
+        let (queries, market) = (self.queries, self.market);
+        for _ in 0..4 {
+            let used: u128 = plan.grants.iter().map(|&t| t as u128).sum();
+            let rest = u64::try_from((self.budget as u128).saturating_sub(used)).unwrap_or(0);
+            let rest = self.allocator.round_down_whole(rest);
+            // A remainder of a granule per funded query is rounding's to hand out
+            // evenly, not a gap between hull vertices.
+            let granule = self.allocator.granularity as u128;
+            if (rest as u128) <= (plan.funded.len() as u128 + 1) * granule {
+                return;
+            }
+            let mut best: Option<(f64, usize, u64)> = None;
+            for (i, query) in queries.iter().enumerate() {
+                let grant = plan.grants[i].saturating_add(rest).min(market.caps[i]);
+                if grant as f64 <= market.bidders[i].threshold() {
+                    continue;
+                }
+                let gain = utility_of(query, grant) - utility_of(query, plan.grants[i]);
+                if gain > best.map_or(0.0, |b| b.0) {
+                    best = Some((gain, i, grant));
+                }
+            }
+            let Some((_, i, grant)) = best else {
+                return;
+            };
+            if plan.grants[i] == 0 {
+                plan.funded.push(i);
+                plan.edges.push(i);
+                plan.displaced.retain(|&d| d != i);
+            }
+            plan.grants[i] = grant;
+        }
     }
 
     /// The funded set after clearing: the queries funded at the feasible end of the

@@ -23,11 +23,28 @@
 
 use serde::{Deserialize, Serialize};
 
-use clear_alloc::fit::FittedCurve;
-use clear_alloc::{Allocation, Allocator, Decision, Error, Query, QueryRef, Result, ShiftedSurge};
+use clear_alloc::fit::{EmpiricalCurve, FittedCurve, Rollout};
+use clear_alloc::{
+    Allocation, Allocator, AnyCurve, Curve, Decision, Error, Mixture, PiecewiseLinear, Query,
+    QueryRef, Result, ShiftedSurge,
+};
 
-/// One query as the JSON contract spells it: a threshold plus either `width` and
-/// `ceiling` or `alpha` and `beta`, and optionally `cap`, `weight` and `id`.
+/// One query as the JSON contract spells it: its curve, and optionally `cap`,
+/// `weight` and `id`.
+///
+/// The curve is one of:
+/// - a shifted surge: `threshold` plus either `width` and `ceiling` or `alpha` and
+///   `beta`;
+/// - `"mixture": [{"weight", "threshold", "width", "ceiling"}, …]`, a mixture of
+///   shifted surges (weights ≥ 0, at least one positive; they are normalised to sum
+///   to 1, so `[1, 1]` means half and half);
+/// - `"points": [[tokens, utility], …]`, a piecewise-linear curve (tokens strictly
+///   increasing, utility non-decreasing and finite; linear from `(0, 0)` to the first
+///   point and between points, flat after the last);
+/// - `"rollouts": [{"tokens", "correct", "truncated"}, …]`, the empirical curve of
+///   the query's rollouts (the share correct within `b` tokens).
+///
+/// `expected_utility` in the response is computed on these curves as given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySpec {
@@ -55,6 +72,69 @@ pub struct QuerySpec {
     /// Priority weight (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
+    /// A mixture of shifted surges, instead of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixture: Option<Vec<ComponentSpec>>,
+    /// Points `[tokens, utility]` of a piecewise-linear curve, instead of a surge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<Vec<(f64, f64)>>,
+    /// Rollouts whose empirical curve is the query's curve, instead of a surge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollouts: Option<Vec<RolloutSpec>>,
+}
+
+/// One component of a `"mixture"`: a weight and a shifted surge's accuracy form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    /// The component's weight (≥ 0; the weights are normalised to sum to 1).
+    pub weight: f64,
+    /// Emergence threshold τ in tokens.
+    pub threshold: f64,
+    /// Surge width in tokens.
+    pub width: f64,
+    /// Ceiling `U∞`.
+    pub ceiling: f64,
+}
+
+/// One rollout of a `"rollouts"` curve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Whether the answer was correct.
+    pub correct: bool,
+    /// Whether generation stopped at the sampling cap (default false).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// The field of a curve kind's error, prefixed with the kind's key, so that the
+/// one-line error names where in the query the bad value sits.
+fn in_kind(kind: &'static str, field: &'static str) -> &'static str {
+    match (kind, field) {
+        ("mixture", "weight") => "mixture.weight",
+        ("mixture", "threshold") => "mixture.threshold",
+        ("mixture", "width") => "mixture.width",
+        ("mixture", "ceiling") => "mixture.ceiling",
+        ("points", "tokens") => "points.tokens",
+        ("points", "utility") => "points.utility",
+        _ => kind,
+    }
+}
+
+/// A curve constructor's error, as an error of query `at` in the field of `kind`.
+fn kind_error(kind: &'static str, at: QueryRef) -> impl Fn(Error) -> Error {
+    move |error| match error {
+        Error::InvalidParameter {
+            field,
+            value,
+            reason,
+            ..
+        } => Error::invalid_query(at.clone(), in_kind(kind, field), value, reason),
+        other => other.for_query(at.clone()),
+    }
 }
 
 impl QuerySpec {
@@ -64,9 +144,93 @@ impl QuerySpec {
     /// [`Error::MissingField`] naming the query and the field that is missing or
     /// conflicting; [`Error::InvalidQuery`] naming the query and the field that is out
     /// of its domain.
-    pub fn to_query(&self, index: usize) -> Result<Query> {
+    pub fn to_query(&self, index: usize) -> Result<Query<AnyCurve>> {
+        let at = QueryRef::at(index, self.id.as_deref());
+        let curve = self.curve(&at)?;
+        let mut query = Query::new(curve)
+            .with_weight(self.weight.unwrap_or(1.0))
+            .map_err(|e| e.for_query(at.clone()))?;
+        if let Some(cap) = self.cap {
+            query = query.with_cap(cap);
+        }
+        if let Some(id) = &self.id {
+            query = query.with_id(id.clone());
+        }
+        Ok(query)
+    }
+
+    /// The query's curve, of whichever kind the spec gives (exactly one).
+    fn curve(&self, at: &QueryRef) -> Result<AnyCurve> {
         let missing = |field: &'static str, reason: &'static str| {
-            Error::missing_field(Some(QueryRef::at(index, self.id.as_deref())), field, reason)
+            Error::missing_field(Some(at.clone()), field, reason)
+        };
+        let surge_fields = self.threshold.is_some()
+            || self.width.is_some()
+            || self.ceiling.is_some()
+            || self.alpha.is_some()
+            || self.beta.is_some();
+        let kinds = [
+            ("mixture", self.mixture.is_some()),
+            ("points", self.points.is_some()),
+            ("rollouts", self.rollouts.is_some()),
+        ];
+        let mut given = kinds.iter().filter(|k| k.1).map(|k| k.0);
+        let Some(kind) = given.next() else {
+            return self.surge(at).map(AnyCurve::from);
+        };
+        if let Some(other) = given.next() {
+            return Err(missing(
+                other,
+                "conflicts with another curve: give one of threshold/width/ceiling, mixture, \
+                 points or rollouts",
+            ));
+        }
+        if surge_fields {
+            return Err(missing(
+                kind,
+                "conflicts with threshold/width/ceiling/alpha/beta: give one curve",
+            ));
+        }
+        let error = kind_error(kind, at.clone());
+        match (&self.mixture, &self.points, &self.rollouts) {
+            (Some(components), ..) => {
+                let components = components
+                    .iter()
+                    .map(|c| {
+                        ShiftedSurge::new(c.threshold, c.width, c.ceiling).map(|s| (c.weight, s))
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(&error)?;
+                Mixture::new(components).map(AnyCurve::from).map_err(error)
+            }
+            (_, Some(points), _) => PiecewiseLinear::new(points.iter().copied())
+                .map(AnyCurve::from)
+                .map_err(error),
+            (.., Some(rollouts)) => {
+                let rollouts: Vec<Rollout> = rollouts
+                    .iter()
+                    .map(|r| Rollout {
+                        tokens: r.tokens,
+                        correct: r.correct,
+                        truncated: r.truncated,
+                    })
+                    .collect();
+                if rollouts.is_empty() {
+                    return Err(missing("rollouts", "is empty: give at least one rollout"));
+                }
+                EmpiricalCurve::from_rollouts(&rollouts)
+                    .map(AnyCurve::from)
+                    .map_err(error)
+            }
+            _ => unreachable!("one curve kind was given"),
+        }
+    }
+
+    /// The shifted surge of the `threshold` and `width`/`ceiling` or `alpha`/`beta`
+    /// fields.
+    fn surge(&self, at: &QueryRef) -> Result<ShiftedSurge> {
+        let missing = |field: &'static str, reason: &'static str| {
+            Error::missing_field(Some(at.clone()), field, reason)
         };
         let threshold = self
             .threshold
@@ -101,17 +265,8 @@ impl QuerySpec {
                 ))
             }
         }
-        .map_err(|e| e.for_query(QueryRef::at(index, self.id.as_deref())))?;
-        let mut query = Query::new(curve)
-            .with_weight(self.weight.unwrap_or(1.0))
-            .map_err(|e| e.for_query(QueryRef::at(index, self.id.as_deref())))?;
-        if let Some(cap) = self.cap {
-            query = query.with_cap(cap);
-        }
-        if let Some(id) = &self.id {
-            query = query.with_id(id.clone());
-        }
-        Ok(query)
+        .map_err(|e| e.for_query(at.clone()))?;
+        Ok(curve)
     }
 }
 
@@ -229,7 +384,7 @@ pub struct AllocationResponse {
 
 impl AllocationResponse {
     /// The response for `allocation` of `queries`.
-    pub fn new(queries: &[Query], allocation: &Allocation) -> Self {
+    pub fn new<C: Curve>(queries: &[Query<C>], allocation: &Allocation) -> Self {
         AllocationResponse {
             price: allocation.price(),
             marginal_price: allocation.marginal_price(),
