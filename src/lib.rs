@@ -89,9 +89,15 @@
 //!   requests one at a time: `admit` grants at a carried price in O(1), `complete`
 //!   refunds unused tokens, `end_window` re-clears the price (see
 //!   `examples/online_server.rs`). It takes shifted-surge queries: its demand
-//!   samples are published to shared ledgers in that form.
+//!   samples are published to shared ledgers in that form. `complete_with` also says
+//!   whether the request stopped by itself and, when known, whether it was correct;
+//!   with the `fit` feature an [`online::CurveLearner`] learns each class's curve from
+//!   those completions.
 //! - [`exact::ExactOptimum`]: the exact optimum by dynamic programming on a token
 //!   grid, the yardstick for small batches (any curve).
+//! - [`prior`]: calibrated thresholds (SPEC §7): a log-normal prior per class, the
+//!   noise of the caller's threshold predictor, and the posterior curve of a request
+//!   (shrunk, or a mixture over Gauss–Hermite nodes).
 //! - [`fit`] (feature `fit`): curves from what a server has: sampled rollouts of a
 //!   query (maximum likelihood, with censoring at the sampling cap), many queries with a
 //!   shared shape (the paper's model-intrinsic α, β), or accuracy measured at a few
@@ -137,6 +143,7 @@ pub mod exact;
 pub mod fit;
 pub mod model;
 pub mod online;
+pub mod prior;
 pub mod solver;
 
 pub use error::{Error, QueryRef, Result, Value};

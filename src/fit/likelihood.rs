@@ -118,6 +118,47 @@ impl Sample {
     }
 }
 
+/// One completion a server saw, censored at its own grant: its length when it stopped
+/// by itself, else the tokens it had used when it was cut off (its grant, or less if
+/// the client left), with the weight it carries in a decaying sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Granted {
+    /// Tokens generated.
+    pub length: f64,
+    /// Whether it stopped by itself (`length` is a draw of the length law) or was cut
+    /// off (the length law survived `length` tokens).
+    pub finished: bool,
+    /// The observation's weight (1 when fresh).
+    pub weight: f64,
+}
+
+/// The weighted log-likelihood of completion lengths under `τ + Gamma(2, β)`, each
+/// censored at its own point: `Σ w ln f(L − τ)` over the finished ones plus
+/// `Σ w ln(1 − F(g − τ))` over the cut-off ones. The generalisation of
+/// [`Sample::ln_lengths`] from one sampling cap to a cap per rollout; −∞ outside the
+/// domain (β ≤ 0, or a finished length at or below τ).
+pub(crate) fn ln_granted_lengths(sample: &[Granted], threshold: f64, beta: f64) -> f64 {
+    if !(beta > 0.0 && beta.is_finite()) {
+        return f64::NEG_INFINITY;
+    }
+    let ln_beta = beta.ln();
+    let mut total = 0.0;
+    for o in sample {
+        let x = o.length - threshold;
+        if o.finished {
+            if x <= 0.0 {
+                return f64::NEG_INFINITY;
+            }
+            total += o.weight * (2.0 * ln_beta + x.ln() - beta * x);
+        } else if x > 0.0 {
+            // Survival of Gamma(2): (1 + z) e^(−z), in logs without cancellation.
+            let z = beta * x;
+            total += o.weight * (z.ln_1p() - z);
+        }
+    }
+    total
+}
+
 /// `x ln y` with the convention `0 ln 0 = 0`.
 fn xlny(x: f64, y: f64) -> f64 {
     if x == 0.0 {
@@ -234,6 +275,39 @@ mod tests {
             expected,
             max_relative = 1e-12
         );
+    }
+
+    #[test]
+    fn granted_lengths_add_densities_and_survivals_at_each_own_grant() {
+        // τ = 100, β = 0.01: a finish at 300 (x = 200, z = 2) with weight 1, a cut-off
+        // at 150 (z = 0.5) with weight 0.5, a cut-off below τ (no information).
+        let sample = [
+            Granted {
+                length: 300.0,
+                finished: true,
+                weight: 1.0,
+            },
+            Granted {
+                length: 150.0,
+                finished: false,
+                weight: 0.5,
+            },
+            Granted {
+                length: 80.0,
+                finished: false,
+                weight: 1.0,
+            },
+        ];
+        let density = 0.01f64 * 0.01 * 200.0 * (-2.0f64).exp();
+        let survival = 1.0 - (1.0 - 1.5 * (-0.5f64).exp());
+        let expected = density.ln() + 0.5 * survival.ln();
+        assert_relative_eq!(
+            ln_granted_lengths(&sample, 100.0, 0.01),
+            expected,
+            max_relative = 1e-12
+        );
+        assert_eq!(ln_granted_lengths(&sample, 300.0, 0.01), f64::NEG_INFINITY);
+        assert_eq!(ln_granted_lengths(&sample, 100.0, 0.0), f64::NEG_INFINITY);
     }
 
     #[test]

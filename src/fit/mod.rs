@@ -30,7 +30,7 @@
 mod empirical;
 #[cfg(feature = "serde")]
 mod io;
-mod likelihood;
+pub(crate) mod likelihood;
 pub(crate) mod optimise;
 mod shared;
 mod sweep;

@@ -98,6 +98,8 @@ mod admit;
 mod boundary;
 mod builder;
 mod clear;
+#[cfg(feature = "fit")]
+mod learn;
 mod ledger;
 mod reservoir;
 mod ticket;
@@ -105,9 +107,11 @@ mod window;
 
 pub use boundary::WindowReport;
 pub use builder::OnlineAllocatorBuilder;
+#[cfg(feature = "fit")]
+pub use learn::{CurveLearner, CurveLearnerBuilder, CurvePrior, CurvePriorBuilder};
 pub use ledger::{BudgetLedger, ClosedWindow, InProcessLedger, Lease};
 pub use reservoir::SampledQuery;
-pub use ticket::Ticket;
+pub use ticket::{Completed, Completion, Ticket};
 pub use window::MAX_WINDOW_BUDGET;
 
 use boundary::Clearing;

@@ -37,7 +37,88 @@ impl Ticket {
     }
 }
 
+/// How a request ended: what [`OnlineAllocator::complete_with`] reports and a
+/// curve learner learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// Tokens the request generated (at most its grant).
+    pub used: u64,
+    /// Whether it stopped by itself (`true`) or was cut off at its grant, or earlier
+    /// by the client (`false`: its length is censored at `used`).
+    pub finished: bool,
+    /// Whether its answer was correct, when the server knows (a verifier, a user's
+    /// feedback); `None` otherwise.
+    pub correct: Option<bool>,
+}
+
+impl Completion {
+    /// A request that stopped by itself after `used` tokens, correctness unknown.
+    pub fn finished(used: u64) -> Self {
+        Completion {
+            used,
+            finished: true,
+            correct: None,
+        }
+    }
+
+    /// A request cut off after `used` tokens (at its grant, or by the client).
+    pub fn cut_off(used: u64) -> Self {
+        Completion {
+            used,
+            finished: false,
+            correct: None,
+        }
+    }
+
+    /// The same completion with its answer known to be correct or not.
+    pub fn with_correct(mut self, correct: bool) -> Self {
+        self.correct = Some(correct);
+        self
+    }
+}
+
+/// A completed request: the tokens refunded, and what a learner needs to know about
+/// it (its grant, the censoring point of a cut-off completion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completed {
+    /// Tokens credited back to the window that paid for the grant.
+    pub credited: u64,
+    /// The tokens the ticket granted.
+    pub grant: u64,
+    /// How the request ended.
+    pub completion: Completion,
+}
+
 impl OnlineAllocator {
+    /// [`complete`](Self::complete) that also says how the request ended, for a curve
+    /// learner (`CurveLearner::observe`, feature `fit`): whether it stopped by itself
+    /// and, when known, whether it was correct. The refund is the same.
+    ///
+    /// ```
+    /// use clear_alloc::online::{Completion, OnlineAllocator};
+    /// use clear_alloc::{Query, ShiftedSurge};
+    ///
+    /// let online = OnlineAllocator::builder().tokens_per_window(10_000).build()?;
+    /// let query = Query::new(ShiftedSurge::new(151.0, 101.0, 0.9)?).with_cap(800);
+    /// let ticket = online.admit(&query)?;
+    /// let done = online.complete_with(ticket, Completion::finished(320).with_correct(true))?;
+    /// assert_eq!((done.grant, done.credited), (800, 480));
+    /// # Ok::<(), clear_alloc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`complete`](Self::complete), with `tokens_used` meaning
+    /// [`Completion::used`].
+    pub fn complete_with(&self, ticket: Ticket, completion: Completion) -> Result<Completed> {
+        let grant = ticket.tokens;
+        let credited = self.complete(ticket, completion.used)?;
+        Ok(Completed {
+            credited,
+            grant,
+            completion,
+        })
+    }
+
     /// Reports that a request finished after generating `tokens_used` tokens, and
     /// refunds the unused part of its grant to its window if that window is still
     /// open. Returns the tokens credited back (0 when the window has ended).
@@ -122,6 +203,35 @@ mod tests {
         assert_eq!((ticket.tokens(), ticket.window()), (1_000, 0));
         assert_eq!(online.complete(ticket, 250).unwrap(), 750);
         assert_eq!(online.remaining(), 4_750);
+    }
+
+    #[test]
+    fn complete_with_refunds_like_complete_and_reports_the_grant() {
+        let online = online(5_000);
+        let ticket = online.admit(&query()).unwrap();
+        let done = online
+            .complete_with(ticket, Completion::cut_off(1_000).with_correct(false))
+            .unwrap();
+        assert_eq!(done.credited, 0);
+        assert_eq!(done.grant, 1_000);
+        assert!(!done.completion.finished);
+        assert_eq!(done.completion.correct, Some(false));
+        let ticket = online.admit(&query()).unwrap();
+        let done = online
+            .complete_with(ticket, Completion::finished(400))
+            .unwrap();
+        assert_eq!((done.credited, online.remaining()), (600, 3_600));
+        let ticket = online.admit(&query()).unwrap();
+        let err = online
+            .complete_with(ticket, Completion::finished(1_001))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidParameter {
+                field: "tokens_used",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -48,5 +48,7 @@
 
 pub mod baselines;
 pub mod calibrate;
+pub mod cold_start;
+pub mod noise;
 pub mod paper;
 pub mod sim;

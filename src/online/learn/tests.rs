@@ -1,0 +1,208 @@
+use super::*;
+use crate::online::Completion;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Gamma};
+
+fn truth() -> ShiftedSurge {
+    ShiftedSurge::new(150.0, 100.0, 0.8).unwrap()
+}
+
+/// `n` completions of `truth()` under grants uniform in [100, 800], as a server sees
+/// them.
+fn completions(n: usize, with_correct: bool, seed: u64) -> Vec<Completed> {
+    let t = truth();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let gamma = Gamma::new(2.0, t.width()).unwrap();
+    (0..n)
+        .map(|_| {
+            let grant: u64 = rng.random_range(100..=800);
+            let length = (t.threshold() + gamma.sample(&mut rng)).ceil() as u64;
+            let correct = rng.random::<f64>() < t.ceiling();
+            let completion = if length <= grant {
+                let c = Completion::finished(length);
+                if with_correct {
+                    c.with_correct(correct)
+                } else {
+                    c
+                }
+            } else {
+                Completion::cut_off(grant)
+            };
+            Completed {
+                credited: 0,
+                grant,
+                completion,
+            }
+        })
+        .collect()
+}
+
+fn off_prior() -> CurvePrior {
+    // Threshold off by 2×, width by 1.5×, ceiling by 0.2.
+    CurvePrior::builder()
+        .curve(ShiftedSurge::new(300.0, 150.0, 0.6).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn learn(with_correct: bool) -> ShiftedSurge {
+    let learner = CurveLearner::builder()
+        .prior("c", off_prior())
+        .refit_every(500)
+        .decay(1.0)
+        .build()
+        .unwrap();
+    for c in completions(1_500, with_correct, 3) {
+        learner.observe("c", &c).unwrap();
+    }
+    learner.end_window();
+    learner.curve(&"c")
+}
+
+#[test]
+fn a_wrong_prior_is_corrected_by_censored_completions() {
+    let learned = learn(true);
+    let t = truth();
+    assert!(
+        (learned.threshold() / t.threshold() - 1.0).abs() < 0.1,
+        "{learned:?}"
+    );
+    assert!(
+        (learned.width() / t.width() - 1.0).abs() < 0.15,
+        "{learned:?}"
+    );
+    assert!(
+        (learned.ceiling() - t.ceiling()).abs() < 0.04,
+        "{learned:?}"
+    );
+}
+
+#[test]
+fn without_correctness_the_shape_is_learned_and_the_prior_ceiling_kept() {
+    let learned = learn(false);
+    let t = truth();
+    assert!(
+        (learned.threshold() / t.threshold() - 1.0).abs() < 0.1,
+        "{learned:?}"
+    );
+    assert!(
+        (learned.width() / t.width() - 1.0).abs() < 0.15,
+        "{learned:?}"
+    );
+    assert_eq!(learned.ceiling(), 0.6);
+}
+
+#[test]
+fn ignoring_censoring_would_bias_the_width_down() {
+    // The same completions with the cut-off ones dropped: the survivors are the short
+    // ones, so the width fitted on them alone is too small — the reason for the
+    // survival terms.
+    let finished_only: Vec<Completed> = completions(1_500, true, 3)
+        .into_iter()
+        .filter(|c| c.completion.finished)
+        .collect();
+    let learner = CurveLearner::builder()
+        .prior("c", off_prior())
+        .refit_every(10_000)
+        .build()
+        .unwrap();
+    for c in &finished_only {
+        learner.observe("c", c).unwrap();
+    }
+    learner.end_window();
+    assert!(learner.curve(&"c").width() < 0.85 * truth().width());
+}
+
+#[test]
+fn the_sample_is_bounded_and_abandoned_requests_teach_nothing() {
+    let learner = CurveLearner::builder()
+        .capacity(100)
+        .refit_every(40)
+        .build()
+        .unwrap();
+    let mut refits = 0;
+    for c in completions(250, true, 1) {
+        refits += usize::from(learner.observe(1u8, &c).unwrap());
+    }
+    assert_eq!(learner.sample_len(&1), 100);
+    assert_eq!(refits, 6);
+    let abandoned = Completed {
+        credited: 0,
+        grant: 0,
+        completion: Completion::cut_off(0),
+    };
+    assert!(!learner.observe(2u8, &abandoned).unwrap());
+    assert_eq!(learner.sample_len(&2), 0);
+    assert_eq!(learner.curve(&2), CurvePrior::weak().curve());
+}
+
+#[test]
+fn old_completions_fade_back_toward_the_prior() {
+    let learner = CurveLearner::builder()
+        .prior("c", off_prior())
+        .decay(0.5)
+        .refit_every(10_000)
+        .build()
+        .unwrap();
+    for c in completions(300, true, 5) {
+        learner.observe("c", &c).unwrap();
+    }
+    learner.end_window();
+    let fresh = learner.curve(&"c").threshold();
+    // Refits happen only for classes with new completions; add one per window.
+    let one = completions(1, true, 9)[0];
+    for _ in 0..30 {
+        learner.observe("c", &one).unwrap();
+        learner.end_window();
+    }
+    let faded = learner.curve(&"c").threshold();
+    assert!(fresh < 200.0, "fresh fit {fresh}");
+    assert!(
+        (faded - 300.0).abs() < (fresh - 300.0).abs(),
+        "fresh {fresh}, faded {faded}"
+    );
+}
+
+#[test]
+fn bad_options_and_overruns_are_errors_naming_the_field() {
+    let build = |b: CurveLearnerBuilder<u8>| b.build().unwrap_err();
+    assert!(matches!(
+        build(CurveLearner::builder().capacity(1)),
+        Error::InvalidOption {
+            option: "capacity",
+            ..
+        }
+    ));
+    assert!(matches!(
+        build(CurveLearner::builder().decay(f64::NAN)),
+        Error::InvalidOption {
+            option: "decay",
+            ..
+        }
+    ));
+    assert!(matches!(
+        build(CurveLearner::builder().refit_every(0)),
+        Error::InvalidOption {
+            option: "refit_every",
+            ..
+        }
+    ));
+    assert!(matches!(
+        CurvePrior::builder().threshold_spread(0.0).build(),
+        Err(Error::InvalidOption {
+            option: "threshold_spread",
+            ..
+        })
+    ));
+    let learner = CurveLearner::<u8>::builder().build().unwrap();
+    let overrun = Completed {
+        credited: 0,
+        grant: 10,
+        completion: Completion::finished(11),
+    };
+    assert!(matches!(
+        learner.observe(0, &overrun),
+        Err(Error::InvalidParameter { field: "used", .. })
+    ));
+}
