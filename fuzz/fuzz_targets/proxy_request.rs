@@ -34,10 +34,14 @@ const THINKING_PATHS: [&[&str]; 4] = [
 
 const LIMIT: u64 = 100_000;
 
-fn configs() -> &'static [(Config, Option<&'static [&'static str]>)] {
-    static CONFIGS: OnceLock<Vec<(Config, Option<&'static [&'static str]>)>> = OnceLock::new();
+/// A dotted field as its keys.
+type FieldPath = &'static [&'static str];
+
+/// Each config with the thinking field it writes, if any.
+fn configs() -> &'static [(Config, Option<FieldPath>)] {
+    static CONFIGS: OnceLock<Vec<(Config, Option<FieldPath>)>> = OnceLock::new();
     CONFIGS.get_or_init(|| {
-        let dialects: [(&str, Option<&'static [&'static str]>); 5] = [
+        let dialects: [(&str, Option<FieldPath>); 5] = [
             ("dialect = \"openai\"", None),
             ("dialect = \"vllm\"", Some(THINKING_PATHS[0])),
             ("dialect = \"sglang\"", Some(THINKING_PATHS[1])),
@@ -97,9 +101,8 @@ fn known_param(param: &str, thinking: Option<&[&str]>) -> bool {
         "route class",
     ];
     FIELDS.contains(&param)
-        || thinking.is_some_and(|path| {
-            (1..=path.len()).any(|depth| path[..depth].join(".") == param)
-        })
+        || thinking
+            .is_some_and(|path| (1..=path.len()).any(|depth| path[..depth].join(".") == param))
 }
 
 /// Equal JSON, numbers up to the last bits of a float (serde_json's default float
@@ -155,15 +158,20 @@ fn check_body(
             let tokens = thinking.map(|(_, t)| t);
             assert_eq!(get(&out, path).and_then(Value::as_u64), tokens, "{path:?}");
         } else if own_path.is_none_or(|own| own[0] != path[0]) {
-            assert!(same(get(&out, path), get(original, path)), "{path:?} changed");
+            assert!(
+                same(get(&out, path), get(original, path)),
+                "{path:?} changed"
+            );
         }
     }
     if parsed.stream {
         assert_eq!(out["stream_options"]["include_usage"], Value::Bool(true));
     }
     let rewritten = |key: &str| {
-        matches!(key, "max_tokens" | "max_completion_tokens" | "stream_options")
-            || own_path.is_some_and(|p| p[0] == key)
+        matches!(
+            key,
+            "max_tokens" | "max_completion_tokens" | "stream_options"
+        ) || own_path.is_some_and(|p| p[0] == key)
     };
     for (key, v) in original {
         if !rewritten(key) {
@@ -207,7 +215,9 @@ fuzz_target!(|data: &[u8]| {
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    let route = (head & 16 != 0).then(|| String::from_utf8_lossy(segments.first().copied().unwrap_or_default()).into_owned());
+    let route = (head & 16 != 0).then(|| {
+        String::from_utf8_lossy(segments.first().copied().unwrap_or_default()).into_owned()
+    });
     let result = parse_request(
         config.request_rules(),
         endpoint,
@@ -219,7 +229,10 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert_eq!(e.status.as_u16(), 400, "{e:?}");
             let param = e.param.as_deref().expect("an error names a field");
-            assert!(known_param(param, *thinking_path), "unknown field {param:?}: {e:?}");
+            assert!(
+                known_param(param, *thinking_path),
+                "unknown field {param:?}: {e:?}"
+            );
             assert!(!e.message.is_empty() && !e.message.contains('\n'), "{e:?}");
             return;
         }
@@ -244,7 +257,10 @@ fuzz_target!(|data: &[u8]| {
             .and_then(|p| get(&original, p))
             .and_then(Value::as_u64)
         {
-            assert!(thinking <= own, "thinking {thinking} above the client's {own}");
+            assert!(
+                thinking <= own,
+                "thinking {thinking} above the client's {own}"
+            );
         }
         let written = parsed.granted_body(config.thinking_field(), grant);
         check_body(
