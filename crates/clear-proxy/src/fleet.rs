@@ -268,6 +268,24 @@ mod tests {
     }
 
     #[test]
+    fn blocking_calls_run_on_any_runtime_and_outside_one() {
+        assert_eq!(may_block(|| 1), 1);
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // `block_in_place` would panic here: `may_block` must not use it.
+        assert_eq!(current.block_on(async { may_block(|| 2) }), 2);
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            multi.block_on(async { tokio::spawn(async { may_block(|| 3) }).await.unwrap() }),
+            3
+        );
+    }
+
+    #[test]
     fn stats_are_exported_as_counters() {
         let mut registry = Registry::default();
         let m = LedgerMetrics::register(&mut registry);
