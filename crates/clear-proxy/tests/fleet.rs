@@ -63,12 +63,13 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// One client: requests with random thresholds (100 to 1 600 tokens) that would
-/// think 1.5 times their threshold, until `until`. Counts answers by status.
+/// think far past any grant (so they use all of it and little is refunded: the
+/// window's charge is its grants), until `until`. Counts answers by status.
 async fn client(proxy: Arc<Running>, seed: u64, until: Instant, counts: Arc<[AtomicU64; 3]>) {
     let mut s = seed;
     while Instant::now() < until {
         let threshold = 100 + splitmix(&mut s) % 1500;
-        let think = threshold * 3 / 2;
+        let think = threshold * 20;
         let answer = proxy
             .chat(
                 &format!("think={think} answer=40"),
@@ -93,7 +94,7 @@ async fn three_proxies_share_one_window_budget_and_one_price() {
     let namespace = unique_namespace("fleet");
     let engine = Mock::start().await;
     let toml = format!(
-        "dialect = \"vllm\"\nwindow = {WINDOW_S}\ntokens_per_window = {BUDGET}\n\
+        "dialect = \"vllm\"\nwindow = {WINDOW_S}\ntokens_per_window = {BUDGET}\nanswer_reserve = 32\n\
          ledger = \"{REDIS}\"\nnamespace = \"{namespace}\"\n"
     );
     let mut proxies = Vec::new();
@@ -191,10 +192,11 @@ async fn three_proxies_share_one_window_budget_and_one_price() {
             priced |= price > 0.0;
         }
     }
-    // The traffic asked for far more than the budget: the fleet spent most of it,
+    // The traffic asked for far more than the budget and used its grants whole: the
+    // fleet spent most of it (so the bound above was tight),
     // turned requests away, and the shared price rose.
     assert!(
-        busiest >= BUDGET / 2,
+        busiest >= BUDGET * 3 / 4,
         "the busiest window charged only {busiest}: {epochs:?}"
     );
     let (ok, rejected) = (
