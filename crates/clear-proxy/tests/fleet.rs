@@ -306,3 +306,128 @@ fn ledger_settings_are_validated() {
         );
     }
 }
+
+/// A redis-server of the test's own on a free loopback port (the machine's Redis is
+/// shared, so it is not the one stopped), without persistence.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH for the outage test");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        let start = Instant::now();
+        while client
+            .get_connection_with_timeout(Duration::from_millis(100))
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Redis goes away while a proxy runs: no request fails with anything but 200 or the
+/// abandonment 429, a window without Redis grants nothing (the budget is never
+/// overrun), the metrics show the outage, and grants resume after Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_refuses_beyond_the_held_lease_and_recovers() {
+    let mut redis = PrivateRedis::start();
+    let engine = Mock::start().await;
+    let window = Duration::from_secs(1);
+    let toml = format!(
+        "dialect = \"vllm\"\nwindow = 1.0\ntokens_per_window = {BUDGET}\nanswer_reserve = 32\n\
+         ledger = \"{}\"\nnamespace = \"outage\"\n",
+        redis.url()
+    );
+    let mut proxy = start(&engine.url(), &toml).await;
+    let ask = || proxy.chat("think=100 answer=10", ", \"max_tokens\": 500", &[]);
+    // Past the namespace's unfunded first window.
+    let mut granted = false;
+    let deadline = Instant::now() + 4 * window;
+    while !granted && Instant::now() < deadline {
+        granted = ask().await.status == 200;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(granted, "no grant within four windows of the start");
+
+    redis.kill();
+    let windows_before = proxy.metric("clear_windows_total");
+    let mut statuses = BTreeMap::new();
+    // Through the rest of this window and all of the next (opened without Redis).
+    while proxy.metric("clear_windows_total") < windows_before + 2.0 {
+        // Read before sending: the window count rises only once the new window is
+        // open, so a request sent after that is admitted in it.
+        let after_boundary = proxy.metric("clear_windows_total") > windows_before;
+        let a = ask().await;
+        *statuses.entry((after_boundary, a.status)).or_insert(0u32) += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("(after the first window end without Redis, status) -> count: {statuses:?}");
+    assert!(
+        statuses.keys().all(|&(_, s)| s == 200 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        !statuses.contains_key(&(true, 200)),
+        "a window opened without Redis granted tokens: {statuses:?}"
+    );
+    assert!(statuses.contains_key(&(true, 429)), "{statuses:?}");
+    let (status, text) = proxy.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("clear_ledger_connected 0"), "{text}");
+    assert!(!text.contains("clear_ledger_errors_total 0\n"), "{text}");
+
+    redis.restart();
+    // The restarted Redis has lost the namespace: the window in progress stays
+    // unfunded, budgets resume at the next boundary (after the reconnect backoff).
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut back = false;
+    while !back && Instant::now() < deadline {
+        back = ask().await.status == 200;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "no grant within 12 s of Redis coming back");
+    assert_eq!(proxy.metric("clear_ledger_connected"), 1.0);
+    assert!(proxy.metric("clear_ledger_reconnects_total") >= 1.0);
+    proxy.shutdown().await.unwrap();
+}
