@@ -133,7 +133,9 @@ impl Proxy {
     }
 
     /// Ends the current window now (the timer of [`serve`](Self::serve) does this
-    /// every window; a host driving windows itself calls it directly).
+    /// every window; a host driving windows itself calls it directly). With a ledger
+    /// this blocks on Redis round trips: call it from a thread of its own (or
+    /// `spawn_blocking`), not from an async task.
     pub fn end_window(&self) -> WindowSummary {
         self.state.admission.end_window()
     }
