@@ -13,12 +13,18 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::fleet;
 use crate::metrics::Metrics;
 use crate::request::ParsedRequest;
 use clear_alloc::online::{OnlineAllocator, Ticket};
 use clear_alloc::Query;
+use clear_alloc_redis::RedisLedger;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Closed windows whose summaries are kept (see [`Admission::recent_windows`]).
+const KEPT_WINDOWS: usize = 64;
 
 /// The largest budget one window may have.
 pub const MAX_WINDOW_BUDGET: u64 = clear_alloc::online::MAX_WINDOW_BUDGET;
@@ -30,14 +36,22 @@ pub struct Admission {
     metrics: Arc<Metrics>,
     window: Duration,
     window_started: Mutex<Instant>,
+    ledger: Option<Arc<RedisLedger>>,
+    /// Tokens the ledger had leased (and granted from its fallback share) when the
+    /// current window opened, for the live `clear_window_charged_tokens` of a fleet.
+    leased_before: Mutex<u64>,
+    recent: Mutex<VecDeque<WindowSummary>>,
 }
 
 /// What one window did, reported when it ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct WindowSummary {
-    /// The window that ended (0-based).
+    /// The window that ended (0-based, this proxy's count).
     pub window: u64,
+    /// Its fleet epoch (`⌊unix time / window⌋` at its start) when the proxy shares a
+    /// ledger: the windows of a fleet's replicas with the same epoch share one budget.
+    pub epoch: Option<u64>,
     /// Its budget.
     pub budget: u64,
     /// Tokens it paid for, net of refunds; never above `budget`.
@@ -76,25 +90,50 @@ impl Admission {
     /// # Errors
     /// The allocator's validation error as a message (the config validated the same
     /// values first, so this is not expected).
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+    ///
+    /// With a `ledger` (see [`crate::fleet`]), `tokens_per_window` is the budget of
+    /// every allocator on the ledger together, and the first window is leased here
+    /// (one blocking Redis round trip).
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        ledger: Option<Arc<RedisLedger>>,
+    ) -> Result<Self, String> {
         let tokens_per_window = config.tokens_per_window;
         let initial_price = config.initial_price;
-        let online = OnlineAllocator::builder()
+        let mut builder = OnlineAllocator::builder()
             .tokens_per_window(tokens_per_window)
             .default_cap(config.classes.default_class().max_thinking_tokens)
             .initial_price(initial_price)
             .samples_per_window(config.samples_per_window)
-            .history_windows(config.history_windows)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .history_windows(config.history_windows);
+        if let Some(l) = &ledger {
+            builder = builder.ledger(l.clone());
+        }
+        let leased_before = Mutex::new(leased_so_far(ledger.as_deref()));
+        let online = builder.build().map_err(|e| e.to_string())?;
         metrics.window_budget.set(tokens_per_window as i64);
-        metrics.price.set(initial_price);
+        // A replica joining a running fleet starts at the fleet's price.
+        metrics.price.set(online.price());
         Ok(Admission {
             online,
             metrics,
             window: config.window,
             window_started: Mutex::new(Instant::now()),
+            ledger,
+            leased_before,
+            recent: Mutex::new(VecDeque::with_capacity(KEPT_WINDOWS)),
         })
+    }
+
+    /// The fleet ledger, when the budget is shared.
+    pub fn ledger(&self) -> Option<&Arc<RedisLedger>> {
+        self.ledger.as_ref()
+    }
+
+    /// The summaries of the last closed windows (up to 64), oldest first.
+    pub fn recent_windows(&self) -> Vec<WindowSummary> {
+        lock(&self.recent).iter().copied().collect()
     }
 
     /// The current price per token.
@@ -114,12 +153,30 @@ impl Admission {
 
     /// Seconds (at least 1) until the current window ends.
     pub fn retry_after(&self) -> u64 {
-        let started = *self
-            .window_started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let left = self.window.saturating_sub(started.elapsed());
+        let left = match &self.ledger {
+            Some(l) => l.until_next_window(),
+            None => self
+                .window
+                .saturating_sub(lock(&self.window_started).elapsed()),
+        };
         left.as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    /// The window length.
+    pub fn window_length(&self) -> Duration {
+        self.window
+    }
+
+    /// Time until this proxy should end its window: the window length after the last
+    /// end, or with a ledger the wall clock's next window boundary (which every
+    /// replica of the fleet shares).
+    pub fn until_window_end(&self) -> Duration {
+        match &self.ledger {
+            Some(l) => l.until_next_window(),
+            None => self
+                .window
+                .saturating_sub(lock(&self.window_started).elapsed()),
+        }
     }
 
     /// Admits one parsed request.
@@ -134,10 +191,13 @@ impl Admission {
             .with_threshold(request.curve.threshold() + reserve as f64)
             .map_err(|e| ApiError::invalid("x-clear-threshold", e))?;
         let query = Query::new(curve).with_cap(request.completion_cap());
-        let ticket = self
-            .online
-            .admit(&query)
-            .map_err(|e| ApiError::invalid("x-clear-*", e))?;
+        let admitted = match self.ledger {
+            // A lease refill inside `admit` is a Redis round trip (rare: a few per
+            // thousand admissions, at most the ledger's I/O timeout).
+            Some(_) => fleet::may_block(|| self.online.admit(&query)),
+            None => self.online.admit(&query),
+        };
+        let ticket = admitted.map_err(|e| ApiError::invalid("x-clear-*", e))?;
         if ticket.tokens() <= reserve {
             // No thinking left: refund whatever was reserved (it is still the same
             // window unless it just ended, in which case nothing is owed to it).
@@ -163,18 +223,24 @@ impl Admission {
         }))
     }
 
-    /// Ends the window: restores the budget and re-clears the price.
+    /// Ends the window: restores the budget and re-clears the price. With a ledger
+    /// this makes a few blocking Redis round trips (releasing the lease, publishing
+    /// the demand sample, the fleet's price, the next lease): call it off the async
+    /// runtime's workers, as [`crate::Proxy::serve`] does.
     pub fn end_window(&self) -> WindowSummary {
+        let before = self.ledger.as_ref().map(|l| l.stats());
         let report = self.online.end_window();
-        *self
-            .window_started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *lock(&self.window_started) = Instant::now();
+        if let (Some(l), Some(before)) = (&self.ledger, &before) {
+            *lock(&self.leased_before) = before.tokens_leased + before.fallback_tokens;
+            fleet::log_faults(before, &l.stats(), report.window);
+        }
         self.metrics.windows.inc();
         self.metrics.last_window_charged.set(report.charged as i64);
         self.metrics.price.set(report.next_price);
-        WindowSummary {
+        let summary = WindowSummary {
             window: report.window,
+            epoch: self.ledger.as_ref().and_then(|l| l.epoch_of(report.window)),
             budget: report.budget,
             charged: report.charged,
             refunded: report.refunded,
@@ -182,17 +248,34 @@ impl Admission {
             abandoned: report.abandoned,
             price: report.price,
             next_price: report.next_price,
+        };
+        let mut recent = lock(&self.recent);
+        if recent.len() == KEPT_WINDOWS {
+            recent.pop_front();
         }
+        recent.push_back(summary);
+        summary
     }
 
     /// Refreshes the gauges read at scrape time.
     pub fn observe(&self) {
         let remaining = self.online.remaining();
-        let budget = self.online.window_budget();
+        let charged = match &self.ledger {
+            // What this replica took from the fleet's budget in this window, net
+            // of refunds (approximate while the window turns over).
+            Some(l) => {
+                let stats = l.stats();
+                if let Some(m) = &self.metrics.ledger {
+                    m.set(&stats);
+                }
+                (stats.tokens_leased + stats.fallback_tokens)
+                    .saturating_sub(*lock(&self.leased_before))
+                    .saturating_sub(remaining)
+            }
+            None => self.online.window_budget().saturating_sub(remaining),
+        };
         self.metrics.window_remaining.set(remaining as i64);
-        self.metrics
-            .window_charged
-            .set(budget.saturating_sub(remaining) as i64);
+        self.metrics.window_charged.set(charged as i64);
         self.metrics.price.set(self.online.price());
     }
 
@@ -214,6 +297,20 @@ impl Admission {
         self.metrics.in_flight.dec();
         self.metrics.settled.inc();
     }
+}
+
+/// Locks `mutex` even if a thread panicked while holding it (the guarded values are
+/// valid after any partial update).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Tokens `ledger` has leased and granted from its fallback share so far.
+fn leased_so_far(ledger: Option<&RedisLedger>) -> u64 {
+    ledger.map_or(0, |l| {
+        let s = l.stats();
+        s.tokens_leased + s.fallback_tokens
+    })
 }
 
 /// One admitted request's grant; settles its ticket exactly once.

@@ -3,6 +3,7 @@
 
 use crate::classes::{ClassSpec, ClassTable};
 use crate::dialect::{Dialect, ThinkingField};
+use crate::fleet::LedgerSpec;
 use crate::request::RequestRules;
 use clap::Parser;
 use serde::Deserialize;
@@ -64,6 +65,15 @@ pub struct Flags {
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Share the window budget and the price with every proxy started with the same
+    /// ledger and namespace: redis://HOST:PORT/DB. `--tokens-per-window` is then the
+    /// whole fleet's budget.
+    #[arg(long)]
+    pub ledger: Option<String>,
+    /// The fleet's budget name on the ledger (several budgets, e.g. one per tenant,
+    /// on one Redis) [default: default]. 1 to 64 of A-Z a-z 0-9 _ . -
+    #[arg(long)]
+    pub namespace: Option<String>,
 }
 
 /// Every setting, each optional; what the TOML file deserialises into and what
@@ -119,6 +129,10 @@ pub struct ConfigBuilder {
     pub classes: Option<BTreeMap<String, ClassSpec>>,
     /// See [`Flags::log_level`].
     pub log_level: Option<String>,
+    /// See [`Flags::ledger`].
+    pub ledger: Option<String>,
+    /// See [`Flags::namespace`].
+    pub namespace: Option<String>,
 }
 
 /// A setting that failed validation.
@@ -171,6 +185,7 @@ pub struct Config {
     pub(crate) history_windows: usize,
     pub(crate) classes: ClassTable,
     pub(crate) log_level: tracing::Level,
+    pub(crate) ledger: Option<LedgerSpec>,
 }
 
 fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -239,7 +254,9 @@ impl ConfigBuilder {
             dialect,
             on_abandon,
             upstream_timeout,
-            log_level
+            log_level,
+            ledger,
+            namespace
         );
         Ok(builder)
     }
@@ -349,6 +366,7 @@ impl ConfigBuilder {
                 format!("must be in 1 ..= 1024, got {history_windows}"),
             ));
         }
+        let ledger = LedgerSpec::build(self.ledger, self.namespace, window)?;
         let dialect = self.dialect.unwrap_or(Dialect::Openai);
         let classes = ClassTable::build(
             self.classes.unwrap_or_default(),
@@ -379,6 +397,7 @@ impl ConfigBuilder {
             history_windows,
             classes,
             log_level,
+            ledger,
         })
     }
 }
@@ -397,6 +416,11 @@ impl Config {
     /// The log level.
     pub fn log_level(&self) -> tracing::Level {
         self.log_level
+    }
+
+    /// The fleet's ledger, when the window budget is shared.
+    pub fn ledger(&self) -> Option<&LedgerSpec> {
+        self.ledger.as_ref()
     }
 
     /// The engine's dialect.

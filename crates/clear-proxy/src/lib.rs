@@ -34,6 +34,7 @@ pub mod classes;
 pub mod config;
 pub mod dialect;
 pub mod error;
+pub mod fleet;
 pub mod forward;
 pub mod metrics;
 pub mod request;

@@ -19,6 +19,23 @@ fn main() -> ExitCode {
         .with_max_level(config.log_level())
         .with_target(false)
         .init();
+    // An unreachable ledger stops the start like a bad setting: a replica started
+    // while Redis is down holds no lease and would refuse every request while its
+    // /healthz told the load balancer it was ready.
+    let ledger = match config.ledger().map(|spec| spec.connect()).transpose() {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            eprintln!("clear-proxy: ledger: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = &ledger {
+        tracing::info!(
+            namespace = l.namespace(),
+            replica = l.replica_id(),
+            "joined the fleet's ledger"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,7 +47,7 @@ fn main() -> ExitCode {
         }
     };
     let result: Result<(), String> = runtime.block_on(async {
-        let proxy = Proxy::new(config.clone())?;
+        let proxy = Proxy::with_ledger(config.clone(), ledger)?;
         let listener = tokio::net::TcpListener::bind(config.listen())
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen()))?;

@@ -2,6 +2,7 @@
 //! format, which Prometheus scrapes natively). The crate README lists what each one
 //! means.
 
+use crate::fleet::LedgerMetrics;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub censored: Counter,
     /// `clear_feedback_total{correct}`: feedback reports received.
     pub feedback: Family<Labels, Counter>,
+    /// `clear_ledger_*`: the fleet ledger's counters, when the proxy has one.
+    pub ledger: Option<LedgerMetrics>,
 }
 
 fn grant_histogram() -> Histogram {
@@ -62,6 +65,15 @@ fn grant_histogram() -> Histogram {
 impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// As [`new`](Self::new), plus the `clear_ledger_*` metrics of a fleet ledger.
+    pub fn with_ledger() -> Self {
+        Self::build(true)
+    }
+
+    fn build(ledger: bool) -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
             registry: Registry::default(),
@@ -81,6 +93,7 @@ impl Metrics {
             upstream_errors: Family::default(),
             censored: Counter::default(),
             feedback: Family::default(),
+            ledger: None,
         };
         registry.register(
             "clear_price",
@@ -158,7 +171,12 @@ impl Metrics {
             "Feedback reports received",
             m.feedback.clone(),
         );
-        Metrics { registry, ..m }
+        let ledger = ledger.then(|| LedgerMetrics::register(&mut registry));
+        Metrics {
+            registry,
+            ledger,
+            ..m
+        }
     }
 
     /// Counts one request under `decision`.

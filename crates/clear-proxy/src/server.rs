@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
+use clear_alloc_redis::RedisLedger;
 use serde_json::Value;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,13 +49,33 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Builds the allocator, the metrics and the upstream client.
+    /// Builds the allocator, the metrics and the upstream client; with a ledger in
+    /// the config, connects to it first (a blocking round trip: see
+    /// [`LedgerSpec::connect`](crate::fleet::LedgerSpec::connect)).
+    ///
+    /// # Errors
+    /// A message when the ledger is unreachable, or the allocator or the HTTP client
+    /// cannot be built.
+    pub fn new(config: Config) -> Result<Self, String> {
+        let ledger = match config.ledger() {
+            Some(spec) => Some(spec.connect().map_err(|e| format!("ledger: {e}"))?),
+            None => None,
+        };
+        Self::with_ledger(config, ledger)
+    }
+
+    /// As [`new`](Self::new), with a ledger already connected (or none, which makes
+    /// the proxy's budget its own whatever the config says).
     ///
     /// # Errors
     /// A message when the allocator or the HTTP client cannot be built.
-    pub fn new(config: Config) -> Result<Self, String> {
-        let metrics = Arc::new(Metrics::new());
-        let admission = Arc::new(Admission::new(&config, Arc::clone(&metrics))?);
+    pub fn with_ledger(config: Config, ledger: Option<Arc<RedisLedger>>) -> Result<Self, String> {
+        let metrics = Arc::new(if ledger.is_some() {
+            Metrics::with_ledger()
+        } else {
+            Metrics::new()
+        });
+        let admission = Arc::new(Admission::new(&config, Arc::clone(&metrics), ledger)?);
         let client = reqwest::Client::builder()
             .connect_timeout(
                 config
@@ -112,9 +133,16 @@ impl Proxy {
     }
 
     /// Ends the current window now (the timer of [`serve`](Self::serve) does this
-    /// every window; a host driving windows itself calls it directly).
+    /// every window; a host driving windows itself calls it directly). With a ledger
+    /// this blocks on Redis round trips: call it from a thread of its own (or
+    /// `spawn_blocking`), not from an async task.
     pub fn end_window(&self) -> WindowSummary {
         self.state.admission.end_window()
+    }
+
+    /// The summaries of the last closed windows (up to 64), oldest first.
+    pub fn recent_windows(&self) -> Vec<WindowSummary> {
+        self.state.admission.recent_windows()
     }
 
     /// The metrics exposition text, as `GET /metrics` serves it.
@@ -139,25 +167,7 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let admission = Arc::clone(&self.state.admission);
-        let window = self.state.config.window;
-        let timer = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let report = admission.end_window();
-                tracing::info!(
-                    window = report.window,
-                    charged = report.charged,
-                    budget = report.budget,
-                    arrivals = report.arrivals,
-                    abandoned = report.abandoned,
-                    next_price = report.next_price,
-                    "window closed"
-                );
-            }
-        });
+        let timer = WindowTimer::start(Arc::clone(&self.state.admission))?;
         let proxy = self.clone();
         let grace = self.state.config.shutdown_grace;
         let signal = async move {
@@ -180,9 +190,72 @@ impl Proxy {
             .await;
         // Whatever is still open (nothing, after a graceful drain) is refunded.
         self.cancel_in_flight();
-        timer.abort();
+        timer.stop();
         result
     }
+}
+
+/// Ends a window every window length. Without a ledger, a task on the runtime (an
+/// `end_window` is a few microseconds). With a ledger, a thread of its own that ends
+/// windows on the wall clock's boundaries, which every replica shares: its
+/// `end_window` makes Redis round trips and may wait up to the ledger's price wait
+/// for the fleet's price, which must not hold a runtime worker.
+enum WindowTimer {
+    Task(tokio::task::JoinHandle<()>),
+    Thread(std::sync::mpsc::Sender<()>),
+}
+
+impl WindowTimer {
+    fn start(admission: Arc<Admission>) -> std::io::Result<WindowTimer> {
+        if admission.ledger().is_none() {
+            return Ok(WindowTimer::Task(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(admission.until_window_end()).await;
+                    log_window(&admission.end_window());
+                }
+            })));
+        }
+        // Dropping the sender (`stop`) wakes the thread and ends it.
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("clear-window".into())
+            .spawn(move || {
+                let length = admission.window_length();
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(admission.until_window_end())
+                {
+                    // Woken a little before the boundary (the wall clock slewed
+                    // against the monotonic one): wait for it, so that the window
+                    // is not ended twice.
+                    let ahead = admission.until_window_end();
+                    if ahead < length / 20 {
+                        std::thread::sleep(ahead);
+                    }
+                    log_window(&admission.end_window());
+                }
+            })?;
+        Ok(WindowTimer::Thread(stop))
+    }
+
+    fn stop(self) {
+        match self {
+            WindowTimer::Task(task) => task.abort(),
+            WindowTimer::Thread(stop) => drop(stop),
+        }
+    }
+}
+
+fn log_window(report: &WindowSummary) {
+    tracing::info!(
+        window = report.window,
+        epoch = report.epoch,
+        charged = report.charged,
+        budget = report.budget,
+        arrivals = report.arrivals,
+        abandoned = report.abandoned,
+        next_price = report.next_price,
+        "window closed"
+    );
 }
 
 impl AppState {
