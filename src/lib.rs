@@ -141,10 +141,10 @@ mod error;
 pub mod exact;
 #[cfg(feature = "fit")]
 pub mod fit;
-pub mod model;
+mod model;
 pub mod online;
 pub mod prior;
-pub mod solver;
+mod solver;
 
 pub use error::{Error, QueryRef, Result, Value};
 pub use model::{AnyCurve, Curve, Mixture, Phase, PiecewiseLinear, ShiftedSurge};
