@@ -109,3 +109,58 @@ proptest! {
         }
     }
 }
+
+/// A ledger that gives at most `chunk` tokens per call, whatever is needed (a fair
+/// share among replicas can be smaller than one request).
+#[derive(Debug)]
+struct Stingy {
+    chunk: u64,
+    left: Mutex<u64>,
+}
+
+impl BudgetLedger for Stingy {
+    fn open(&self, _window: u64, _budget: u64) -> Lease {
+        Lease {
+            tokens: 0,
+            refill_below: 1,
+        }
+    }
+
+    fn extend(&self, _window: u64, _needed: u64) -> Lease {
+        let mut left = self.left.lock().unwrap();
+        let tokens = self.chunk.min(*left);
+        *left -= tokens;
+        Lease {
+            tokens,
+            refill_below: 1,
+        }
+    }
+
+    fn release(&self, _window: u64, unused: u64) {
+        *self.left.lock().unwrap() += unused;
+    }
+}
+
+/// A request that needs more than one refill brings is not cut short while the
+/// ledger still gives: at price 0 it takes its whole cap (300) from two refills of
+/// 200, where a single refill would have left it 200 (its best response under them).
+#[test]
+fn a_request_waits_for_as_many_refills_as_the_ledger_gives() {
+    let ledger = Arc::new(Stingy {
+        chunk: 200,
+        left: Mutex::new(10_000),
+    });
+    let online = OnlineAllocator::builder()
+        .tokens_per_window(10_000)
+        .default_cap(300)
+        .ledger(ledger.clone())
+        .build()
+        .unwrap();
+    let query = Query::new(ShiftedSurge::new(50.0, 100.0, 0.9).unwrap());
+    let ticket = online.admit(&query).unwrap();
+    assert_eq!(ticket.tokens(), 300);
+    assert_eq!(*ledger.left.lock().unwrap(), 10_000 - 400);
+    // A dry ledger ends the wait: the next request takes what is held (100).
+    *ledger.left.lock().unwrap() = 0;
+    assert_eq!(online.admit(&query).unwrap().tokens(), 100);
+}

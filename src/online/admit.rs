@@ -41,13 +41,20 @@ impl OnlineAllocator {
         self.sample(arrival, sampled);
 
         let mut state = self.hot.window_state.load(Ordering::Acquire);
-        let mut asked = false;
+        let mut waits = 0;
+        let mut ledger_dry = false;
         let (tokens, short, held) = loop {
             let remaining = packed_remaining(state);
-            if wanted > remaining && !asked && self.hot.refill_below.load(Ordering::Relaxed) > 0 {
-                // Rare: the lease ran out under a request; wait for one refill.
-                asked = true;
-                self.refill(packed_epoch(state), wanted, true);
+            if wanted > remaining
+                && !ledger_dry
+                && waits < MAX_REFILL_WAITS
+                && self.hot.refill_below.load(Ordering::Relaxed) > 0
+            {
+                // Rare: the lease ran out under a request; wait for a refill. Again
+                // while the ledger still gives: a concurrent request may take the
+                // refilled tokens first, or the ledger may give less than asked.
+                waits += 1;
+                ledger_dry = !self.refill(packed_epoch(state), wanted, true);
                 state = self.hot.window_state.load(Ordering::Acquire);
                 continue;
             }
@@ -89,15 +96,17 @@ impl OnlineAllocator {
     /// unless that window has ended or another thread refilled meanwhile: when
     /// `wanted > 0` (a request waits), until `wanted` tokens are held; else (low
     /// water) while fewer than the low-water mark are held. `wait` blocks on a
-    /// refill in progress; without it the call gives way to it.
-    fn refill(&self, short: u64, wanted: u64, wait: bool) {
+    /// refill in progress; without it the call gives way to it. Returns whether a
+    /// waiting request should look again: the ledger gave tokens, or enough were
+    /// there already (another thread refilled), or the window rolled over.
+    fn refill(&self, short: u64, wanted: u64, wait: bool) -> bool {
         let mut leases = if wait {
             lock(&self.leases)
         } else {
             match self.leases.try_lock() {
                 Ok(guard) => guard,
                 Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::WouldBlock) => return false,
             }
         };
         // `end_window` takes this lock too, so the window cannot end while it is held.
@@ -109,8 +118,11 @@ impl OnlineAllocator {
         } else {
             held >= low
         };
-        if packed_epoch(state) != short || enough || low == 0 {
-            return;
+        if packed_epoch(state) != short || enough {
+            return true;
+        }
+        if low == 0 {
+            return false;
         }
         let window = self.epoch.load(Ordering::Acquire);
         let lease = self.ledger.extend(window, wanted.saturating_sub(held));
@@ -127,8 +139,13 @@ impl OnlineAllocator {
             .refill_below
             .store(lease.refill_below, Ordering::Relaxed);
         self.hot.window_state.fetch_add(accepted, Ordering::AcqRel);
+        accepted > 0
     }
 }
+
+/// How many refills one request waits for at most: each is a ledger round trip, so
+/// this bounds an admission's latency when the lease keeps running out under it.
+const MAX_REFILL_WAITS: u32 = 4;
 
 #[cfg(test)]
 mod tests {
