@@ -149,21 +149,9 @@ const MAX_REFILL_WAITS: u32 = 4;
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{curve, online};
     use super::*;
-    use crate::ShiftedSurge;
     use approx::assert_relative_eq;
-
-    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
-        ShiftedSurge::new(t, w, p).unwrap()
-    }
-
-    fn online(budget: u64) -> OnlineAllocator {
-        OnlineAllocator::builder()
-            .tokens_per_window(budget)
-            .default_cap(4096)
-            .build()
-            .unwrap()
-    }
 
     #[test]
     fn admit_grants_the_best_response_at_the_current_price() {

@@ -140,21 +140,10 @@ impl OnlineAllocator {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{curve, online};
     use super::*;
-    use crate::{Allocator, Query, ShiftedSurge};
+    use crate::{Allocator, Query};
     use approx::assert_relative_eq;
-
-    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
-        ShiftedSurge::new(t, w, p).unwrap()
-    }
-
-    fn online(budget: u64) -> OnlineAllocator {
-        OnlineAllocator::builder()
-            .tokens_per_window(budget)
-            .default_cap(4096)
-            .build()
-            .unwrap()
-    }
 
     #[test]
     fn the_cleared_price_matches_the_batch_allocators_on_the_same_sample() {

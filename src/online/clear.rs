@@ -5,17 +5,14 @@
 //! states the online problem (the lowest feasible price, SPEC §4, with rationing at a
 //! jump in demand) and tests it.
 
-use crate::solver::Bidder;
+use crate::solver::{Bidder, WeightedSample};
 
 /// Relative width of the final price bracket at a window boundary.
 pub(super) const PRICE_TOLERANCE: f64 = 1e-6;
 
 /// Estimated demand of one window at `price`.
-pub(super) fn demand(sample: &[(Bidder, f64)], price: f64) -> f64 {
-    sample
-        .iter()
-        .map(|(bidder, weight)| weight * bidder.bid(price).tokens())
-        .sum()
+fn demand(sample: &[(Bidder, f64)], price: f64) -> f64 {
+    WeightedSample(sample).tokens_at(price)
 }
 
 /// The next window's price: the lowest feasible price of [`lowest_feasible_price`],
@@ -53,12 +50,8 @@ pub(super) fn lowest_feasible_price(sample: &[(Bidder, f64)], target: f64, warm:
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::curve;
     use super::*;
-    use crate::ShiftedSurge;
-
-    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
-        ShiftedSurge::new(t, w, p).unwrap()
-    }
 
     #[test]
     fn an_empty_sample_keeps_the_warm_price() {

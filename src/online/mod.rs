@@ -102,6 +102,8 @@ mod clear;
 mod learn;
 mod ledger;
 mod reservoir;
+#[cfg(test)]
+mod test_support;
 mod ticket;
 mod window;
 

@@ -178,13 +178,10 @@ impl OnlineAllocator {
 #[cfg(test)]
 mod tests {
     use super::super::lock;
+    use super::super::test_support::curve;
     use super::*;
     use crate::Query;
     use approx::assert_relative_eq;
-
-    fn curve(t: f64, w: f64, p: f64) -> ShiftedSurge {
-        ShiftedSurge::new(t, w, p).unwrap()
-    }
 
     #[test]
     fn the_reservoir_stays_bounded_and_scales_by_arrivals() {

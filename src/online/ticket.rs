@@ -181,16 +181,9 @@ impl OnlineAllocator {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::online;
     use super::*;
     use crate::{Query, ShiftedSurge};
-
-    fn online(budget: u64) -> OnlineAllocator {
-        OnlineAllocator::builder()
-            .tokens_per_window(budget)
-            .default_cap(4096)
-            .build()
-            .unwrap()
-    }
 
     fn query() -> Query {
         Query::new(ShiftedSurge::new(100.0, 100.0, 0.9).unwrap()).with_cap(1_000)

@@ -57,17 +57,9 @@ pub(super) struct HotCounters {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::online;
     use super::*;
-    use crate::online::OnlineAllocator;
     use std::sync::atomic::Ordering;
-
-    fn online(budget: u64) -> OnlineAllocator {
-        OnlineAllocator::builder()
-            .tokens_per_window(budget)
-            .default_cap(4096)
-            .build()
-            .unwrap()
-    }
 
     #[test]
     fn packing_round_trips_and_epoch_wraps_in_24_bits() {

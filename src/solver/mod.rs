@@ -50,7 +50,7 @@ pub use allocation::{Allocation, Decision, QueryAllocation};
 pub(crate) use bid::{Bid, BidRule, Bidder, Bidding};
 pub use builder::AllocatorBuilder;
 pub use query::Query;
-pub(crate) use search::clear_weighted;
+pub(crate) use search::{clear_weighted, WeightedSample};
 
 use leftover::{EdgeEffort, Leftover, Spent};
 use market::Market;

@@ -61,6 +61,18 @@ pub(crate) trait Demand {
 /// abandonment).
 pub(crate) struct WeightedSample<'a>(pub &'a [(Bidder, f64)]);
 
+impl WeightedSample<'_> {
+    /// Demand at `price` itself. The search's points are evaluated at `exp(ln λ)`,
+    /// which can round across a bidder's jump; a price handed to callers is checked
+    /// here, where it is exact.
+    pub(crate) fn tokens_at(&self, price: f64) -> f64 {
+        self.0
+            .iter()
+            .map(|(bidder, weight)| weight * bidder.bid(price).tokens())
+            .sum()
+    }
+}
+
 impl Demand for WeightedSample<'_> {
     fn at(&mut self, log_price: f64, _with_slope: bool) -> Point {
         let price = log_price.exp();
@@ -92,10 +104,7 @@ pub(crate) fn clear_weighted(
         return warm;
     }
     // Demand as λ → 0⁺: every bidder that can use its cap takes it.
-    let at_zero: f64 = sample
-        .iter()
-        .map(|(bidder, weight)| weight * bidder.bid(0.0).tokens())
-        .sum();
+    let at_zero = WeightedSample(sample).tokens_at(0.0);
     if at_zero <= target {
         return 0.0;
     }
@@ -482,7 +491,7 @@ mod tests {
             let target = share * at_zero;
             let price = clear_weighted(&sample, target, warm, tolerance);
             // Demand at the price itself: exp(ln λ) can round across a bidder's jump.
-            let at = |p: f64| -> f64 { sample.iter().map(|(b, w)| w * b.bid(p).tokens()).sum() };
+            let at = |p: f64| WeightedSample(&sample).tokens_at(p);
             prop_assert!(price > 0.0);
             prop_assert!(at(price) <= target);
             let lower = price * (-1.01 * tolerance).exp();
