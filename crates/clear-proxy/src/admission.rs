@@ -14,6 +14,7 @@
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::fleet;
+use crate::learning::{self, FeedbackOutcome, Learning};
 use crate::metrics::Metrics;
 use crate::request::ParsedRequest;
 use clear_alloc::online::{OnlineAllocator, Ticket};
@@ -41,6 +42,8 @@ pub struct Admission {
     /// current window opened, for the live `clear_window_charged_tokens` of a fleet.
     leased_before: Mutex<u64>,
     recent: Mutex<VecDeque<WindowSummary>>,
+    /// The per-class curve learner, when the config asks for one.
+    learning: Option<Learning>,
 }
 
 /// What one window did, reported when it ends.
@@ -112,6 +115,10 @@ impl Admission {
         }
         let leased_before = Mutex::new(leased_so_far(ledger.as_deref()));
         let online = builder.build().map_err(|e| e.to_string())?;
+        let learning = config.learn.then(|| Learning::new(&config.classes));
+        if let Some(l) = &learning {
+            l.publish(&metrics);
+        }
         metrics.window_budget.set(tokens_per_window as i64);
         // A replica joining a running fleet starts at the fleet's price.
         metrics.price.set(online.price());
@@ -123,7 +130,19 @@ impl Admission {
             ledger,
             leased_before,
             recent: Mutex::new(VecDeque::with_capacity(KEPT_WINDOWS)),
+            learning,
         })
+    }
+
+    /// The curve learner, when the proxy learns (`learn = true`).
+    pub fn learning(&self) -> Option<&Learning> {
+        self.learning.as_ref()
+    }
+
+    /// Feedback on a request (`POST /v1/clear/feedback`): learned from when the proxy
+    /// learns and the request is waiting for it; `None` when the proxy does not learn.
+    pub fn feedback(&self, request_id: &str, correct: bool) -> Option<FeedbackOutcome> {
+        Some(self.learning.as_ref()?.feedback(request_id, correct))
     }
 
     /// The fleet ledger, when the budget is shared.
@@ -179,17 +198,28 @@ impl Admission {
         }
     }
 
-    /// Admits one parsed request.
+    /// Admits one parsed request; `request_id` names it in feedback.
+    ///
+    /// When the proxy learns and the request takes its class's curve, it is admitted
+    /// on the class's learned completion curve, and learned from when it completes.
     ///
     /// # Errors
     /// A 400 when the allocator rejects the query (its curve cannot be shifted by
     /// the answer reserve, e.g. a threshold near the largest float).
-    pub fn admit(self: &Arc<Self>, request: &ParsedRequest) -> Result<Decision, ApiError> {
+    pub fn admit(
+        self: &Arc<Self>,
+        request: &ParsedRequest,
+        request_id: &str,
+    ) -> Result<Decision, ApiError> {
         let reserve = request.answer_reserve;
-        let curve = request
-            .curve
-            .with_threshold(request.curve.threshold() + reserve as f64)
-            .map_err(|e| ApiError::invalid("x-clear-threshold", e))?;
+        let learning = self.learning.as_ref().filter(|_| !request.curve_given);
+        let curve = match learning {
+            Some(l) => l.curve(&request.class),
+            None => request
+                .curve
+                .with_threshold(request.curve.threshold() + reserve as f64)
+                .map_err(|e| ApiError::invalid("x-clear-threshold", e))?,
+        };
         let query = Query::new(curve).with_cap(request.completion_cap());
         let admitted = match self.ledger {
             // A lease refill inside `admit` is a Redis round trip (rare: a few per
@@ -220,6 +250,12 @@ impl Admission {
             tokens,
             answer_reserve: reserve,
             used: 0,
+            learn: learning.map(|_| Learned {
+                request_id: request_id.to_string(),
+                class: request.class.clone(),
+                hit_limit: false,
+                finished: false,
+            }),
         }))
     }
 
@@ -231,6 +267,10 @@ impl Admission {
         let before = self.ledger.as_ref().map(|l| l.stats());
         let report = self.online.end_window();
         *lock(&self.window_started) = Instant::now();
+        if let Some(learning) = &self.learning {
+            learning.end_window();
+            learning.publish(&self.metrics);
+        }
         if let (Some(l), Some(before)) = (&self.ledger, &before) {
             *lock(&self.leased_before) = before.tokens_leased + before.fallback_tokens;
             fleet::log_faults(before, &l.stats(), report.window);
@@ -279,7 +319,7 @@ impl Admission {
         self.metrics.price.set(self.online.price());
     }
 
-    fn settle(&self, ticket: Ticket, used: u64) {
+    fn settle(&self, ticket: Ticket, used: u64, learned: Option<Learned>) {
         let granted = ticket.tokens();
         if used > granted {
             tracing::warn!(
@@ -291,7 +331,20 @@ impl Admission {
         let used = used.min(granted);
         // `complete` only fails for a foreign ticket or `used > granted`, both
         // excluded here.
-        let credited = self.online.complete(ticket, used).unwrap_or(0);
+        let credited = match (learned, &self.learning) {
+            (Some(l), Some(learning)) if l.finished => {
+                let completion = learning::completion(used, l.hit_limit);
+                match self.online.complete_with(ticket, completion) {
+                    Ok(completed) => {
+                        let credited = completed.credited;
+                        learning.completed(l.request_id, l.class, completed);
+                        credited
+                    }
+                    Err(_) => 0,
+                }
+            }
+            _ => self.online.complete(ticket, used).unwrap_or(0),
+        };
         self.metrics.used_tokens.inc_by(used);
         self.metrics.refunded_tokens.inc_by(credited);
         self.metrics.in_flight.dec();
@@ -321,6 +374,18 @@ pub struct Grant {
     tokens: u64,
     answer_reserve: u64,
     used: u64,
+    learn: Option<Learned>,
+}
+
+/// What the learner needs of a granted request.
+#[derive(Debug)]
+struct Learned {
+    request_id: String,
+    class: String,
+    /// The engine stopped it at its limit (`finish_reason = "length"`).
+    hit_limit: bool,
+    /// It ran to its end ([`Grant::finish`]), rather than failing or being dropped.
+    finished: bool,
 }
 
 impl Grant {
@@ -340,9 +405,21 @@ impl Grant {
         self.used = used;
     }
 
-    /// Settles the grant with the tokens the request used; the rest is refunded.
+    /// Records that the engine stopped the request at its limit (`finish_reason =
+    /// "length"`): its length is censored at the grant.
+    pub fn record_limit(&mut self) {
+        if let Some(l) = self.learn.as_mut() {
+            l.hit_limit = true;
+        }
+    }
+
+    /// Settles the grant with the tokens the request used; the rest is refunded. A
+    /// grant finished this way (not dropped early) is learned from.
     pub fn finish(mut self, used: u64) {
         self.used = used;
+        if let Some(l) = self.learn.as_mut() {
+            l.finished = true;
+        }
         // Drop settles.
     }
 }
@@ -350,7 +427,7 @@ impl Grant {
 impl Drop for Grant {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.admission.settle(ticket, self.used);
+            self.admission.settle(ticket, self.used, self.learn.take());
         }
     }
 }

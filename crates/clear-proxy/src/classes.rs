@@ -154,6 +154,11 @@ impl ClassTable {
         self.classes.iter().map(|c| c.name.as_str())
     }
 
+    /// All classes.
+    pub fn iter(&self) -> impl Iterator<Item = &Class> {
+        self.classes.iter()
+    }
+
     /// The request's class: from the route, else the header, else its model, else
     /// the default.
     ///
@@ -216,11 +221,20 @@ fn header_number(headers: &HeaderMap, name: &str) -> Result<Option<f64>, ApiErro
 /// 400 naming the header when it is not a finite number or the resulting curve is
 /// invalid (negative threshold, width ≤ 0, ceiling outside (0, 1]).
 pub fn request_curve(class: &Class, headers: &HeaderMap) -> Result<ShiftedSurge, ApiError> {
+    Ok(given_curve(class, headers)?.unwrap_or(class.curve))
+}
+
+/// The curve the request's headers give (the class's prior for each parameter not
+/// given), or `None` when it gives none.
+///
+/// # Errors
+/// As [`request_curve`].
+pub fn given_curve(class: &Class, headers: &HeaderMap) -> Result<Option<ShiftedSurge>, ApiError> {
     let threshold = header_number(headers, THRESHOLD_HEADER)?;
     let width = header_number(headers, WIDTH_HEADER)?;
     let ceiling = header_number(headers, CEILING_HEADER)?;
     if threshold.is_none() && width.is_none() && ceiling.is_none() {
-        return Ok(class.curve);
+        return Ok(None);
     }
     let prior = class.curve;
     ShiftedSurge::new(
@@ -242,6 +256,7 @@ pub fn request_curve(class: &Class, headers: &HeaderMap) -> Result<ShiftedSurge,
         };
         ApiError::invalid(param, message)
     })
+    .map(Some)
 }
 
 #[cfg(test)]

@@ -74,6 +74,10 @@ pub struct Flags {
     /// on one Redis) [default: default]. 1 to 64 of A-Z a-z 0-9 _ . -
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Learn each class's curve from its completions (lengths, stops at the limit,
+    /// and `POST /v1/clear/feedback`), starting from the configured curve.
+    #[arg(long)]
+    pub learn: bool,
 }
 
 /// Every setting, each optional; what the TOML file deserialises into and what
@@ -133,6 +137,8 @@ pub struct ConfigBuilder {
     pub ledger: Option<String>,
     /// See [`Flags::namespace`].
     pub namespace: Option<String>,
+    /// See [`Flags::learn`] [default: false].
+    pub learn: Option<bool>,
 }
 
 /// A setting that failed validation.
@@ -186,6 +192,7 @@ pub struct Config {
     pub(crate) classes: ClassTable,
     pub(crate) log_level: tracing::Level,
     pub(crate) ledger: Option<LedgerSpec>,
+    pub(crate) learn: bool,
 }
 
 fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -258,6 +265,9 @@ impl ConfigBuilder {
             ledger,
             namespace
         );
+        if f.learn {
+            builder.learn = Some(true);
+        }
         Ok(builder)
     }
 
@@ -398,6 +408,7 @@ impl ConfigBuilder {
             classes,
             log_level,
             ledger,
+            learn: self.learn.unwrap_or(false),
         })
     }
 }
@@ -421,6 +432,11 @@ impl Config {
     /// The fleet's ledger, when the window budget is shared.
     pub fn ledger(&self) -> Option<&LedgerSpec> {
         self.ledger.as_ref()
+    }
+
+    /// Whether each class's curve is learned from its completions.
+    pub fn learn(&self) -> bool {
+        self.learn
     }
 
     /// The engine's dialect.

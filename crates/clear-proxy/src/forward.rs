@@ -204,7 +204,7 @@ pub async fn forward_once(
             return Err(ApiError::shutting_down());
         }
     };
-    if let Some(grant) = grant {
+    if let Some(mut grant) = grant {
         // Only `usage` and the finish reasons are read; the rest is skipped unparsed.
         let outcome: Option<Outcome> = serde_json::from_slice(&bytes).ok();
         let used = outcome
@@ -217,6 +217,7 @@ pub async fn forward_once(
                 .any(|c| c.finish_reason.as_deref() == Some("length"))
         }) {
             up.metrics.censored.inc();
+            grant.record_limit();
         }
         // Without usage the proxy cannot know: charge the whole grant.
         let used = used.unwrap_or(grant.tokens());
@@ -280,7 +281,7 @@ async fn relay(
 ) {
     let mut upstream = response.bytes_stream();
     let mut splitter = EventSplitter::default();
-    let (mut counted, mut usage) = (0u64, None);
+    let (mut counted, mut usage, mut hit_limit) = (0u64, None, false);
     let cancel = up.cancel.clone();
     let failure: Option<ApiError> = loop {
         let next = tokio::select! {
@@ -301,10 +302,20 @@ async fn relay(
             }
             Ok(None) => {
                 let rest: Vec<Bytes> = splitter.rest().into_iter().collect();
-                let _ =
-                    forward_events(&up, &tx, rest, &mut counted, &mut usage, client_wants_usage)
-                        .await;
-                if let Some(grant) = grant.take() {
+                let _ = forward_events(
+                    &up,
+                    &tx,
+                    rest,
+                    &mut counted,
+                    &mut usage,
+                    &mut hit_limit,
+                    client_wants_usage,
+                )
+                .await;
+                if let Some(mut grant) = grant.take() {
+                    if hit_limit {
+                        grant.record_limit();
+                    }
                     grant.finish(usage.unwrap_or(counted));
                 }
                 return;
@@ -324,6 +335,7 @@ async fn relay(
             events,
             &mut counted,
             &mut usage,
+            &mut hit_limit,
             client_wants_usage,
         )
         .await
@@ -350,6 +362,7 @@ async fn forward_events(
     events: Vec<Bytes>,
     counted: &mut u64,
     usage: &mut Option<u64>,
+    hit_limit: &mut bool,
     client_wants_usage: bool,
 ) -> Result<(), ()> {
     for event in events {
@@ -360,6 +373,7 @@ async fn forward_events(
         }
         if info.hit_limit {
             up.metrics.censored.inc();
+            *hit_limit = true;
         }
         if info.usage_only && !client_wants_usage {
             continue;

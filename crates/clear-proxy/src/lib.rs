@@ -36,6 +36,7 @@ pub mod dialect;
 pub mod error;
 pub mod fleet;
 pub mod forward;
+pub mod learning;
 pub mod metrics;
 pub mod request;
 pub mod server;

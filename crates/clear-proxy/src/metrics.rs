@@ -53,6 +53,11 @@ pub struct Metrics {
     pub censored: Counter,
     /// `clear_feedback_total{correct}`: feedback reports received.
     pub feedback: Family<Labels, Counter>,
+    /// `clear_learned_{threshold,width}_tokens{class}`, `clear_learned_ceiling{class}`
+    /// and `clear_learned_sample_completions{class}`: each class's learned completion
+    /// curve and the completions it was learned from (with `learn = true`), updated
+    /// when a window ends.
+    pub learned: [Family<Labels, Gauge<f64, AtomicU64>>; 4],
     /// `clear_ledger_*`: the fleet ledger's counters, when the proxy has one.
     pub ledger: Option<LedgerMetrics>,
 }
@@ -93,6 +98,7 @@ impl Metrics {
             upstream_errors: Family::default(),
             censored: Counter::default(),
             feedback: Family::default(),
+            learned: Default::default(),
             ledger: None,
         };
         registry.register(
@@ -171,6 +177,30 @@ impl Metrics {
             "Feedback reports received",
             m.feedback.clone(),
         );
+        for (family, name, help) in [
+            (
+                &m.learned[0],
+                "clear_learned_threshold_tokens",
+                "Learned emergence threshold of each class's completion curve",
+            ),
+            (
+                &m.learned[1],
+                "clear_learned_width_tokens",
+                "Learned surge width of each class's completion curve",
+            ),
+            (
+                &m.learned[2],
+                "clear_learned_ceiling",
+                "Learned ceiling (accuracy plateau) of each class's curve",
+            ),
+            (
+                &m.learned[3],
+                "clear_learned_sample_completions",
+                "Completions each class's learned curve was fitted to",
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         let ledger = ledger.then(|| LedgerMetrics::register(&mut registry));
         Metrics {
             registry,
@@ -191,6 +221,20 @@ impl Metrics {
         self.upstream_errors
             .get_or_create(&vec![("kind", kind.to_string())])
             .inc();
+    }
+
+    /// Sets the learned-curve gauges of `class`.
+    pub fn learned(&self, class: &str, curve: &clear_alloc::ShiftedSurge, sample: usize) {
+        let labels = vec![("class", class.to_string())];
+        let values = [
+            curve.threshold(),
+            curve.width(),
+            curve.ceiling(),
+            sample as f64,
+        ];
+        for (family, value) in self.learned.iter().zip(values) {
+            family.get_or_create(&labels).set(value);
+        }
     }
 
     /// The exposition text.

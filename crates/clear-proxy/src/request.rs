@@ -5,7 +5,7 @@
 //! the curve, and never panics. The body is kept as a JSON object, so fields the proxy
 //! does not know pass through to the engine untouched.
 
-use crate::classes::{request_curve, ClassTable};
+use crate::classes::{given_curve, ClassTable};
 use crate::dialect::ThinkingField;
 use crate::error::ApiError;
 use axum::http::HeaderMap;
@@ -53,6 +53,9 @@ pub struct ParsedRequest {
     pub class: String,
     /// Its curve of accuracy against thinking tokens.
     pub curve: ShiftedSurge,
+    /// Whether the client gave the curve (`x-clear-*` headers) rather than taking its
+    /// class's: then it is admitted on it as given and not learned from.
+    pub curve_given: bool,
     /// Completion tokens kept for the answer on top of the thinking grant.
     pub answer_reserve: u64,
     /// Most thinking tokens it may be granted (the class's cap, and the client's own
@@ -211,7 +214,7 @@ pub fn parse_request(
     let class = rules
         .classes
         .resolve(route_class, headers, model.as_deref())?;
-    let curve = request_curve(class, headers)?;
+    let given = given_curve(class, headers)?;
     let max_thinking_tokens = client_thinking.map_or(class.max_thinking_tokens, |c| {
         c.min(class.max_thinking_tokens)
     });
@@ -219,7 +222,8 @@ pub fn parse_request(
         body,
         endpoint,
         class: class.name.clone(),
-        curve,
+        curve: given.unwrap_or(class.curve),
+        curve_given: given.is_some(),
         answer_reserve: class.answer_reserve,
         max_thinking_tokens,
         client_max_tokens,

@@ -4,6 +4,7 @@ use crate::admission::{Admission, Decision, WindowSummary};
 use crate::config::{AbandonPolicy, Config};
 use crate::error::ApiError;
 use crate::forward::{forward_once, forward_stream, forwarded_headers, GrantHeaders, Upstream};
+use crate::learning::FeedbackOutcome;
 use crate::metrics::Metrics;
 use crate::request::{parse_request, Endpoint};
 use axum::body::{to_bytes, Body};
@@ -351,10 +352,11 @@ async fn handle_inner(
         &bytes,
     )?;
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let request_id = format!("clr-{id}");
     let mut extra: GrantHeaders = vec![
         (
             HeaderName::from_static(REQUEST_ID_HEADER),
-            header_value(format!("clr-{id}")),
+            header_value(&request_id),
         ),
         (
             HeaderName::from_static(CLASS_RESPONSE_HEADER),
@@ -362,7 +364,7 @@ async fn handle_inner(
         ),
     ];
     let forward_headers = forwarded_headers(&headers);
-    let (url, body, grant) = match state.admission.admit(&parsed)? {
+    let (url, body, grant) = match state.admission.admit(&parsed, &request_id)? {
         Decision::Granted(grant) => {
             state.metrics.request("granted");
             tracing::debug!(id, class = %parsed.class, thinking = grant.thinking_tokens(), completion = grant.tokens(), "granted");
@@ -431,8 +433,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `POST /v1/clear/feedback`: `{"request_id": "clr-17", "correct": true}` (optional
-/// `class`, `length`). Recorded in the metrics and the log; the curve learner that
-/// will consume it is a later piece of work.
+/// `class`, `length`). Counted in the metrics and logged; with `learn = true`, a
+/// request still waiting for its feedback (up to a whole window after it completed)
+/// is learned from with its correctness (`{"status":"learned"}`); otherwise the
+/// answer is `{"status":"recorded"}`.
 async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result: Result<Response, ApiError> = async {
         let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
@@ -477,11 +481,15 @@ async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             .feedback
             .get_or_create(&vec![("correct", correct.to_string())])
             .inc();
-        tracing::info!(request_id = %request_id, correct, "feedback");
+        let status = match state.admission.feedback(request_id, correct) {
+            Some(FeedbackOutcome::Learned) => r#"{"status":"learned"}"#,
+            _ => r#"{"status":"recorded"}"#,
+        };
+        tracing::info!(request_id = %request_id, correct, status, "feedback");
         Ok((
             StatusCode::ACCEPTED,
             [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"recorded"}"#,
+            status,
         )
             .into_response())
     }

@@ -1,0 +1,140 @@
+//! `learn = true`: each class's curve learned from its completions through the proxy,
+//! against a mock engine whose lengths come from a known law.
+
+#[path = "support/harness.rs"]
+mod harness;
+#[path = "support/mock.rs"]
+mod mock;
+
+use harness::{start, Running};
+use mock::Mock;
+
+/// The mock's answer length, and the reserve the class keeps for it.
+const ANSWER: u64 = 16;
+/// The true thinking law: `THRESHOLD + Gamma(2, WIDTH)` tokens (the length law of a
+/// shifted surge, SPEC §2). The completion curve the proxy learns is shifted by the
+/// answer: threshold `THRESHOLD + ANSWER`, same width.
+const THRESHOLD: f64 = 300.0;
+const WIDTH: f64 = 60.0;
+
+/// SplitMix64: seeded uniform draws in (0, 1) without a dependency.
+struct Draws(u64);
+
+impl Draws {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Thinking tokens the request would spend unbounded.
+    fn thinking(&mut self) -> u64 {
+        let gamma = -WIDTH * (self.uniform().ln() + self.uniform().ln());
+        (THRESHOLD + gamma).round() as u64
+    }
+}
+
+/// A class whose configured curve is off: threshold half the truth, width twice.
+/// `max_thinking` limits the grant, so completions longer than it are cut off.
+fn config(max_thinking: u64) -> String {
+    format!(
+        "learn = true\ntokens_per_window = 10000000\nanswer_reserve = {ANSWER}\n\
+         [classes.default]\nthreshold = 150.0\nwidth = 120.0\nceiling = 0.9\n\
+         max_thinking_tokens = {max_thinking}\n"
+    )
+}
+
+fn learned(proxy: &Running, what: &str) -> f64 {
+    proxy
+        .metric_line(&format!("clear_learned_{what}{{class=\"default\"}}"))
+        .unwrap_or(f64::NAN)
+}
+
+/// Sends `n` requests with thinking lengths from the true law, 8 at a time, every
+/// other one streamed; returns their request ids.
+async fn traffic(proxy: &Running, n: usize, seed: u64) -> Vec<String> {
+    let mut draws = Draws(seed);
+    let prompts: Vec<String> = (0..n)
+        .map(|_| format!("think={} answer={ANSWER}", draws.thinking()))
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in prompts.chunks(8) {
+        let answers = futures_util::future::join_all(chunk.iter().enumerate().map(|(i, p)| {
+            let stream = if i % 2 == 1 {
+                r#", "stream": true"#
+            } else {
+                ""
+            };
+            proxy.chat(p, stream, &[])
+        }))
+        .await;
+        for a in answers {
+            assert_eq!(a.status, 200, "{}", a.body);
+            ids.push(a.header("x-clear-request-id").expect("a request id"));
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_learns_its_curve_from_lengths_censored_at_the_grant() {
+    let engine = Mock::start().await;
+    // Thinking capped at 400: about 60 % of the true lengths (median ≈ 401) fit.
+    let proxy = start(&engine.url(), &config(400)).await;
+    assert_eq!(learned(&proxy, "threshold_tokens"), 150.0 + ANSWER as f64);
+    traffic(&proxy, 400, 7).await;
+    let censored = proxy.metric("clear_censored_total");
+    assert!((100.0..300.0).contains(&censored), "{censored} cut off");
+    // Completions wait a whole window for feedback, then are learned from.
+    proxy.proxy.end_window();
+    assert_eq!(learned(&proxy, "sample_completions"), 0.0);
+    proxy.proxy.end_window();
+    assert_eq!(learned(&proxy, "sample_completions"), 400.0);
+    let threshold = learned(&proxy, "threshold_tokens");
+    let width = learned(&proxy, "width_tokens");
+    let truth = THRESHOLD + ANSWER as f64;
+    assert!(
+        (threshold - truth).abs() < 0.1 * truth,
+        "threshold {threshold} vs {truth}"
+    );
+    assert!(
+        (width - WIDTH).abs() < 0.25 * WIDTH,
+        "width {width} vs {WIDTH}"
+    );
+    // No feedback: the ceiling stays the configured one.
+    assert_eq!(learned(&proxy, "ceiling"), 0.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_teaches_the_ceiling_and_given_curves_are_not_learned() {
+    let engine = Mock::start().await;
+    let proxy = start(&engine.url(), &config(4096)).await;
+    let ids = traffic(&proxy, 120, 11).await;
+    for (i, id) in ids.iter().enumerate() {
+        let body = format!(r#"{{"request_id": "{id}", "correct": {}}}"#, i % 4 == 0);
+        let a = proxy.post("/v1/clear/feedback", &body, &[]).await;
+        assert_eq!(
+            (a.status, a.json()["status"].as_str()),
+            (202, Some("learned"))
+        );
+    }
+    let again = format!(r#"{{"request_id": "{}", "correct": true}}"#, ids[0]);
+    let a = proxy.post("/v1/clear/feedback", &again, &[]).await;
+    assert_eq!(a.json()["status"], "recorded", "learned once only");
+    // A client's own curve is admitted as given and not learned from.
+    for _ in 0..5 {
+        let a = proxy
+            .chat("think=50", "", &[("x-clear-threshold", "40")])
+            .await;
+        assert_eq!(a.status, 200);
+    }
+    proxy.proxy.end_window();
+    assert_eq!(learned(&proxy, "sample_completions"), 120.0);
+    // A quarter correct: the prior's 0.9, worth 10 completions, is outweighed by 120
+    // judged ones (0.8 weight after one window's decay): (9 + 24) / (10 + 96) ≈ 0.31.
+    let ceiling = learned(&proxy, "ceiling");
+    assert!((ceiling - 0.31).abs() < 0.05, "ceiling {ceiling}");
+}
