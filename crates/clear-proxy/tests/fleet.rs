@@ -5,11 +5,14 @@
 //! Needs the Redis on 127.0.0.1:6379 and fails (never skips) when it is not
 //! reachable. Every test uses a namespace of its own.
 
+#[path = "support/draws.rs"]
+mod draws;
 #[path = "support/harness.rs"]
 mod harness;
 #[path = "support/mock.rs"]
 mod mock;
 
+use draws::Draws;
 use harness::{start, Running};
 use mock::Mock;
 use std::collections::BTreeMap;
@@ -54,21 +57,13 @@ fn key(namespace: &str, what: &str, epoch: u64) -> String {
     format!("clear-alloc:{{{namespace}}}:{what}:{epoch}")
 }
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// One client: requests with random thresholds (100 to 1 600 tokens) that would
 /// think far past any grant (so they use all of it and little is refunded: the
 /// window's charge is its grants), until `until`. Counts answers by status.
 async fn client(proxy: Arc<Running>, seed: u64, until: Instant, counts: Arc<[AtomicU64; 3]>) {
-    let mut s = seed;
+    let mut draws = Draws::new(seed);
     while Instant::now() < until {
-        let threshold = 100 + splitmix(&mut s) % 1500;
+        let threshold = 100 + draws.next_u64() % 1500;
         let think = threshold * 20;
         let answer = proxy
             .chat(

@@ -1,11 +1,14 @@
 //! `learn = true`: each class's curve learned from its completions through the proxy,
 //! against a mock engine whose lengths come from a known law.
 
+#[path = "support/draws.rs"]
+mod draws;
 #[path = "support/harness.rs"]
 mod harness;
 #[path = "support/mock.rs"]
 mod mock;
 
+use draws::Draws;
 use harness::{start, Running};
 use mock::Mock;
 
@@ -17,24 +20,10 @@ const ANSWER: u64 = 16;
 const THRESHOLD: f64 = 300.0;
 const WIDTH: f64 = 60.0;
 
-/// SplitMix64: seeded uniform draws in (0, 1) without a dependency.
-struct Draws(u64);
-
-impl Draws {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Thinking tokens the request would spend unbounded.
-    fn thinking(&mut self) -> u64 {
-        let gamma = -WIDTH * (self.uniform().ln() + self.uniform().ln());
-        (THRESHOLD + gamma).round() as u64
-    }
+/// Thinking tokens a request would spend unbounded, drawn from the true law.
+fn thinking(draws: &mut Draws) -> u64 {
+    let gamma = -WIDTH * ((1.0 - draws.uniform()).ln() + (1.0 - draws.uniform()).ln());
+    (THRESHOLD + gamma).round() as u64
 }
 
 /// A class whose configured curve is off: threshold half the truth, width twice.
@@ -56,9 +45,9 @@ fn learned(proxy: &Running, what: &str) -> f64 {
 /// Sends `n` requests with thinking lengths from the true law, 8 at a time, every
 /// other one streamed; returns their request ids.
 async fn traffic(proxy: &Running, n: usize, seed: u64) -> Vec<String> {
-    let mut draws = Draws(seed);
+    let mut draws = Draws::new(seed);
     let prompts: Vec<String> = (0..n)
-        .map(|_| format!("think={} answer={ANSWER}", draws.thinking()))
+        .map(|_| format!("think={} answer={ANSWER}", thinking(&mut draws)))
         .collect();
     let mut ids = Vec::new();
     for chunk in prompts.chunks(8) {

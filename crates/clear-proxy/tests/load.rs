@@ -13,6 +13,8 @@
 //! whole window, then complete each request with the tokens the engine would use,
 //! then end the window). The proxy's mean accuracy must be within 2 % of it.
 
+#[path = "support/draws.rs"]
+mod draws;
 #[path = "support/harness.rs"]
 mod harness;
 #[path = "support/mock.rs"]
@@ -20,6 +22,7 @@ mod mock;
 
 use clear_alloc::online::OnlineAllocator;
 use clear_alloc::{Query, ShiftedSurge};
+use draws::Draws;
 use harness::start;
 use mock::Mock;
 use std::sync::Arc;
@@ -45,18 +48,10 @@ struct Request {
     stream: bool,
 }
 
-fn splitmix(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// Easy, medium and hard requests (thresholds jittered ±30 %), a fifth streaming;
 /// each would think past its threshold by up to three widths if unbounded.
 fn trace() -> Vec<Request> {
-    let mut s = 0xC1EA_10AD_u64;
+    let mut s = Draws::new(0xC1EA_10AD);
     let kinds = [
         (150.0, 100.0, 0.95),
         (400.0, 300.0, 0.7),
@@ -64,10 +59,10 @@ fn trace() -> Vec<Request> {
     ];
     (0..WINDOWS * PER_WINDOW)
         .map(|i| {
-            let (t, w, p) = kinds[(splitmix(&mut s) * 3.0) as usize % 3];
-            let threshold = t * (0.7 + 0.6 * splitmix(&mut s));
+            let (t, w, p) = kinds[(s.uniform() * 3.0) as usize % 3];
+            let threshold = t * (0.7 + 0.6 * s.uniform());
             let curve = ShiftedSurge::new(threshold.round(), w, p).unwrap();
-            let think = (threshold + 3.0 * w * splitmix(&mut s)) as u64;
+            let think = (threshold + 3.0 * w * s.uniform()) as u64;
             Request {
                 curve,
                 think,
@@ -275,11 +270,11 @@ async fn five_hundred_concurrent_requests_with_failures_are_all_settled_exactly(
         )
         .await,
     );
-    let mut s = 0x005E_771E_u64;
+    let mut s = Draws::new(0x005E_771E);
     let cases: Vec<(String, bool, u64)> = (0..N)
         .map(|i| {
-            let think = (splitmix(&mut s) * 3000.0) as u64;
-            let answer = 1 + (splitmix(&mut s) * 40.0) as u64;
+            let think = (s.uniform() * 3000.0) as u64;
+            let answer = 1 + (s.uniform() * 40.0) as u64;
             // Thinking stops at the grant minus the reserve; the answer fits the rest.
             let thinking = think.min(MAX - 64);
             let full = thinking + answer.min(MAX - thinking);
