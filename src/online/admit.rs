@@ -6,8 +6,8 @@ use super::reservoir::SampledQuery;
 use super::window::{packed_epoch, packed_remaining};
 use super::{lock, OnlineAllocator, Ticket};
 use crate::error::Result;
-use crate::solver::Bidder;
-use crate::solver::Query;
+use crate::model::Curve;
+use crate::solver::{Bidding, Query};
 use std::sync::atomic::Ordering;
 use std::sync::TryLockError;
 
@@ -16,7 +16,7 @@ fn whole_tokens(tokens: f64, cap: u64) -> u64 {
     (tokens.max(0.0) as u64).min(cap)
 }
 
-impl OnlineAllocator {
+impl<C: Curve> OnlineAllocator<C> {
     /// Admits one request: returns its ticket, whose [`tokens`](Ticket::tokens) are
     /// the query's best response at the current price (SPEC §3), limited to what the
     /// window has left. O(1): one or two W₋₁ evaluations and no allocation. With a
@@ -26,19 +26,18 @@ impl OnlineAllocator {
     /// # Errors
     /// None today: a [`Query`] is valid once built (its weight is checked by
     /// [`Query::with_weight`]); the `Result` leaves room for checks to come.
-    pub fn admit(&self, query: &Query) -> Result<Ticket> {
+    pub fn admit(&self, query: &Query<C>) -> Result<Ticket> {
         let cap = query.cap().unwrap_or(self.default_cap);
-        let bidder = Bidder::new(query.curve(), query.weight(), cap as f64);
+        let bidder = query.curve().bidder(query.weight(), cap as f64);
         let price = self.price();
         let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
 
         let arrival = self.hot.arrivals.fetch_add(1, Ordering::Relaxed);
-        let sampled = SampledQuery {
-            curve: *query.curve(),
+        self.sample(arrival, || SampledQuery {
+            curve: query.curve().clone(),
             weight: query.weight(),
             cap,
-        };
-        self.sample(arrival, sampled);
+        });
 
         let mut state = self.hot.window_state.load(Ordering::Acquire);
         let mut waits = 0;
@@ -62,7 +61,7 @@ impl OnlineAllocator {
                 wanted
             } else {
                 // Best response under the tighter cap "what the window has left".
-                let tight = Bidder::new(query.curve(), query.weight(), remaining as f64);
+                let tight = query.curve().bidder(query.weight(), remaining as f64);
                 whole_tokens(tight.bid(price).tokens(), remaining)
             };
             if grant == 0 {

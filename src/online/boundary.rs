@@ -6,7 +6,7 @@ use super::ledger::ClosedWindow;
 use super::reservoir::SampledQuery;
 use super::window::{pack, packed_remaining, short_epoch};
 use super::{lock, OnlineAllocator};
-use crate::solver::Bidder;
+use crate::model::Curve;
 use std::sync::atomic::Ordering;
 
 /// What happened in one window, returned by [`OnlineAllocator::end_window`].
@@ -38,16 +38,16 @@ pub struct WindowReport {
 }
 
 #[derive(Debug)]
-pub(super) struct Clearing {
+pub(super) struct Clearing<C: Curve> {
     /// Scratch space for the weighted sample (allocated once, at build).
-    pub(super) weighted: Vec<(Bidder, f64)>,
+    pub(super) weighted: Vec<(C::Bidder, f64)>,
     /// The closed window's own sample, handed to the ledger (allocated once).
-    pub(super) closed: Vec<SampledQuery>,
+    pub(super) closed: Vec<SampledQuery<C>>,
     /// Smoothed share of the gross grants that windows end up paying for.
     pub(super) spent_share: f64,
 }
 
-impl OnlineAllocator {
+impl<C: Curve> OnlineAllocator<C> {
     /// Ends the current window: opens the next one with a fresh lease from the ledger
     /// (the full budget, by default), returns the unused tokens of this one, and
     /// re-clears the price against the demand of the last `history_windows` windows,
@@ -92,7 +92,7 @@ impl OnlineAllocator {
         {
             let mut sampler = lock(&self.sampler);
             closed_sample.clear();
-            closed_sample.extend_from_slice(&sampler.filling().queries);
+            closed_sample.clone_from(&sampler.filling().queries);
             sampler.close_window(arrivals, weighted);
         }
         let granted = charged + refunded;
@@ -105,7 +105,7 @@ impl OnlineAllocator {
         } else {
             self.budget as f64
         };
-        let local_price = clear_price(weighted, target, price);
+        let local_price = clear_price::<C>(weighted, target, price);
         let next_price = self.ledger.next_price(&ClosedWindow {
             window: epoch,
             arrivals,

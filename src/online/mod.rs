@@ -116,6 +116,7 @@ pub use reservoir::SampledQuery;
 pub use ticket::{Completed, Completion, Ticket};
 pub use window::MAX_WINDOW_BUDGET;
 
+use crate::model::{Curve, ShiftedSurge};
 use boundary::Clearing;
 use reservoir::Sampler;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,7 +160,7 @@ use window::{packed_remaining, HotCounters};
 /// # Ok::<(), clear_alloc::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct OnlineAllocator {
+pub struct OnlineAllocator<C: Curve = ShiftedSurge> {
     id: u64,
     budget: u64,
     window_length: Option<Duration>,
@@ -173,11 +174,11 @@ pub struct OnlineAllocator {
     seed: u64,
     /// Written by every request: kept off the cache line of the read-mostly price.
     hot: HotCounters,
-    ledger: Arc<dyn BudgetLedger>,
+    ledger: Arc<dyn BudgetLedger<C>>,
     /// Taken by a lease refill and by `end_window`, so the two never interleave.
     leases: Mutex<Leases>,
-    sampler: Mutex<Sampler>,
-    clearing: Mutex<Clearing>,
+    sampler: Mutex<Sampler<C>>,
+    clearing: Mutex<Clearing<C>>,
 }
 
 /// What the allocator has leased for the current window.
@@ -195,11 +196,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl OnlineAllocator {
-    /// A builder with the default options; a budget must be set.
+    /// A builder with the default options for [`ShiftedSurge`] queries; a budget must
+    /// be set. For another curve type, start from
+    /// [`OnlineAllocatorBuilder::<C>::new`](OnlineAllocatorBuilder::new).
     pub fn builder() -> OnlineAllocatorBuilder {
         OnlineAllocatorBuilder::default()
     }
+}
 
+impl<C: Curve> OnlineAllocator<C> {
     /// The budget of every window, in tokens (shared by every allocator on the same
     /// [`BudgetLedger`], when the ledger is shared).
     pub fn window_budget(&self) -> u64 {
