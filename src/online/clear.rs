@@ -184,6 +184,46 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xC1EA_0009),
+            ..proptest::prelude::ProptestConfig::with_cases(64)
+        })]
+
+        /// Bisection (any curve type) and the solver's secant search (surges) find
+        /// the same lowest feasible price: the same surges wrapped in `AnyCurve` go
+        /// through the bisection. Both stop within `PRICE_TOLERANCE` above the one
+        /// infimum of the feasible prices, so they agree to twice that.
+        #[test]
+        fn bisection_finds_the_solvers_price(
+            curves in proptest::collection::vec(
+                (0.0f64..2000.0, 10.0f64..800.0, 0.01f64..1.0, 1u64..8192, 0.1f64..10.0),
+                1..40,
+            ),
+            target_share in 0.05f64..1.0,
+            warm in proptest::prop_oneof![proptest::strategy::Just(0.0), 1e-9f64..1.0],
+        ) {
+            let surges: Vec<(Bidder, f64)> = curves
+                .iter()
+                .map(|&(t, w, p, cap, scale)| (Bidder::new(&curve(t, w, p), 1.0, cap as f64), scale))
+                .collect();
+            let wrapped: Vec<_> = curves
+                .iter()
+                .map(|&(t, w, p, cap, scale)| {
+                    (crate::AnyCurve::from(curve(t, w, p)).bidder(1.0, cap as f64), scale)
+                })
+                .collect();
+            let target = target_share * demand::<ShiftedSurge>(&surges, 0.0);
+            let secant = lowest_feasible_price::<ShiftedSurge>(&surges, target, warm);
+            let bisected = lowest_feasible_price::<crate::AnyCurve>(&wrapped, target, warm);
+            proptest::prop_assert!(
+                (secant - bisected).abs() <= 2.5 * PRICE_TOLERANCE * secant.max(bisected),
+                "secant {secant}, bisection {bisected}"
+            );
+            proptest::prop_assert!(demand::<crate::AnyCurve>(&wrapped, bisected) <= target);
+        }
+    }
+
+    proptest::proptest! {
         // A fixed seed keeps CI deterministic.
         #![proptest_config(proptest::prelude::ProptestConfig {
             rng_seed: proptest::test_runner::RngSeed::Fixed(0xC1EA_0006),
