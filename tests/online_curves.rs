@@ -148,6 +148,8 @@ proptest! {
     }
 }
 
+soak_properties!(no_window_grants_more_than_its_budget_for_any_curve_type);
+
 /// One window of `arrivals` identical mixtures, none refunded, then the window ends.
 fn window_of<C: Curve>(online: &OnlineAllocator<C>, query: &Query<C>, arrivals: usize) -> u64 {
     (0..arrivals)
@@ -243,13 +245,17 @@ fn a_piecewise_linear_class_rations_at_its_jump_without_overspending() {
     assert_eq!(tickets.iter().sum::<u64>(), 40_000);
 }
 
+/// A replica's sampled arrival as published: the arrival, its replica's arrivals in
+/// the window and its replica's sample length.
+type Published = (SampledQuery<Mixture>, u64, usize);
+
 /// A fleet ledger in memory for mixture queries: one budget per window leased in
 /// chunks, and each window's published samples merged into one price.
 #[derive(Debug, Default)]
 struct MixtureFleet {
     chunk: u64,
     left: Mutex<HashMap<u64, u64>>,
-    published: Mutex<HashMap<u64, Vec<(SampledQuery<Mixture>, u64, usize)>>>,
+    published: Mutex<HashMap<u64, Vec<Published>>>,
 }
 
 impl MixtureFleet {

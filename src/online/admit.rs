@@ -12,8 +12,15 @@ use std::sync::atomic::Ordering;
 use std::sync::TryLockError;
 
 /// Whole tokens of a real-valued best response (NaN and negatives → 0), at most `cap`.
-fn whole_tokens(tokens: f64, cap: u64) -> u64 {
+#[inline]
+pub(super) fn whole_tokens(tokens: f64, cap: u64) -> u64 {
     (tokens.max(0.0) as u64).min(cap)
+}
+
+/// The best response at `price` under the tighter cap "what the window has left".
+pub(super) fn tight_grant<C: Curve>(curve: &C, weight: f64, price: f64, remaining: u64) -> u64 {
+    let tight = curve.bidder(weight, remaining as f64);
+    whole_tokens(tight.bid(price).tokens(), remaining)
 }
 
 impl<C: Curve> OnlineAllocator<C> {
@@ -31,13 +38,30 @@ impl<C: Curve> OnlineAllocator<C> {
         let bidder = query.curve().bidder(query.weight(), cap as f64);
         let price = self.price();
         let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
+        Ok(self.reserve(
+            wanted,
+            |remaining| tight_grant(query.curve(), query.weight(), price, remaining),
+            || SampledQuery {
+                curve: query.curve().clone(),
+                weight: query.weight(),
+                cap,
+            },
+        ))
+    }
 
+    /// Counts and samples an arrival that wants `wanted` tokens, and reserves them
+    /// from the window (or `tight(remaining)` when fewer remain): the part of
+    /// admission after the best response, shared by [`admit`](Self::admit) and
+    /// [`admit_prepared`](Self::admit_prepared).
+    #[inline(always)]
+    pub(super) fn reserve(
+        &self,
+        wanted: u64,
+        tight: impl Fn(u64) -> u64,
+        sampled: impl FnOnce() -> SampledQuery<C>,
+    ) -> Ticket {
         let arrival = self.hot.arrivals.fetch_add(1, Ordering::Relaxed);
-        self.sample(arrival, || SampledQuery {
-            curve: query.curve().clone(),
-            weight: query.weight(),
-            cap,
-        });
+        self.sample(arrival, sampled);
 
         let mut state = self.hot.window_state.load(Ordering::Acquire);
         let mut waits = 0;
@@ -60,9 +84,7 @@ impl<C: Curve> OnlineAllocator<C> {
             let grant = if wanted <= remaining {
                 wanted
             } else {
-                // Best response under the tighter cap "what the window has left".
-                let tight = query.curve().bidder(query.weight(), remaining as f64);
-                whole_tokens(tight.bid(price).tokens(), remaining)
+                tight(remaining)
             };
             if grant == 0 {
                 break (0, packed_epoch(state), remaining);
@@ -84,11 +106,11 @@ impl<C: Curve> OnlineAllocator<C> {
             // Low water: one admission tops the lease up; the others do not wait.
             self.refill(short, 0, false);
         }
-        Ok(Ticket {
+        Ticket {
             tokens,
             epoch: self.full_epoch(short),
             allocator: self.id,
-        })
+        }
     }
 
     /// Asks the ledger for more tokens for the window whose packed epoch is `short`,

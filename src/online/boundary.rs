@@ -65,6 +65,10 @@ impl<C: Curve> OnlineAllocator<C> {
         let lease = self.ledger.open(epoch + 1, self.budget);
         let first = lease.tokens.min(self.budget);
         self.epoch.store(epoch + 1, Ordering::Release);
+        self.window_salt.store(
+            super::reservoir::salt(epoch + 1, self.seed),
+            Ordering::Relaxed,
+        );
         let closed = self
             .hot
             .window_state
@@ -125,6 +129,9 @@ impl<C: Curve> OnlineAllocator<C> {
         };
         self.price_bits
             .store(next_price.to_bits(), Ordering::Relaxed);
+        // Published after the price: a reader that sees the new generation sees the
+        // new price (or a newer one).
+        self.price_generation.fetch_add(1, Ordering::Release);
         WindowReport {
             window: epoch,
             arrivals,

@@ -255,9 +255,11 @@ impl<C: Curve> OnlineAllocatorBuilder<C> {
             refund_aware: self.refund_aware,
             history_windows: self.history_windows,
             price_bits: AtomicU64::new(price.to_bits()),
+            price_generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             samples_per_window: capacity as u64,
             seed: self.seed,
+            window_salt: AtomicU64::new(super::reservoir::salt(0, self.seed)),
             hot: HotCounters {
                 window_state: AtomicU64::new(pack(0, held)),
                 arrivals: AtomicU64::new(0),

@@ -101,6 +101,7 @@ mod clear;
 #[cfg(feature = "fit")]
 mod learn;
 mod ledger;
+mod prepared;
 mod reservoir;
 #[cfg(test)]
 mod test_support;
@@ -112,6 +113,7 @@ pub use builder::OnlineAllocatorBuilder;
 #[cfg(feature = "fit")]
 pub use learn::{CurveLearner, CurveLearnerBuilder, CurvePrior, CurvePriorBuilder};
 pub use ledger::{BudgetLedger, ClosedWindow, InProcessLedger, Lease};
+pub use prepared::PreparedQuery;
 pub use reservoir::SampledQuery;
 pub use ticket::{Completed, Completion, Ticket};
 pub use window::MAX_WINDOW_BUDGET;
@@ -167,11 +169,17 @@ pub struct OnlineAllocator<C: Curve = ShiftedSurge> {
     default_cap: u64,
     refund_aware: bool,
     price_bits: AtomicU64,
+    /// Bumped after each price change, so that a [`PreparedQuery`] knows when its
+    /// cached grant is stale.
+    price_generation: AtomicU64,
     /// The full window count; guards the 24-bit epoch against wrap-around.
     epoch: AtomicU64,
     history_windows: usize,
     samples_per_window: u64,
     seed: u64,
+    /// `mix(window ^ seed)`, the reservoir's hash salt for the current window
+    /// (written at each window boundary, read by the arrivals past the first few).
+    window_salt: AtomicU64,
     /// Written by every request: kept off the cache line of the read-mostly price.
     hot: HotCounters,
     ledger: Arc<dyn BudgetLedger<C>>,

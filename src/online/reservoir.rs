@@ -105,19 +105,13 @@ impl<C: Curve> Sampler<C> {
         }
     }
 
-    /// Stores the arrival `sampled` makes in the filling window's sample: appended
-    /// while the sample is not full (`slot` is `None`), else over the sample at
-    /// `slot`. The curve is cloned only here, for an arrival the sample keeps.
-    fn store(
-        &mut self,
-        slot: Option<usize>,
-        sampled: impl FnOnce() -> SampledQuery<C>,
-        capacity: usize,
-    ) {
+    /// Stores `sampled` in the filling window's sample: appended while the sample is
+    /// not full (`slot` is `None`), else over the sample at `slot`.
+    fn store(&mut self, slot: Option<usize>, sampled: SampledQuery<C>, capacity: usize) {
         let queries = &mut self.slots[self.current].queries;
         match slot {
-            Some(i) if i < queries.len() => queries[i] = sampled(),
-            _ if queries.len() < capacity => queries.push(sampled()),
+            Some(i) if i < queries.len() => queries[i] = sampled,
+            _ if queries.len() < capacity => queries.push(sampled),
             _ => {}
         }
     }
@@ -158,6 +152,12 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The reservoir's hash salt for window `window`: arrivals are hashed with it, so
+/// that each window keeps a different pseudo-random subset.
+pub(super) fn salt(window: u64, seed: u64) -> u64 {
+    mix(window ^ seed)
+}
+
 /// `hash` mapped onto `0..=n` by a multiply-high (Lemire 2019): uniform up to a bias
 /// of `n / 2⁶⁴`, without the 64-bit division of `hash mod (n + 1)`.
 fn below(hash: u64, n: u64) -> u64 {
@@ -170,20 +170,30 @@ impl<C: Curve> OnlineAllocator<C> {
     /// `j`, a hash of `n` mapped onto `0..=n`, falls below `k`, so every arrival ends
     /// up in the sample with the same probability. Only the arrivals that are stored
     /// (a share `k / n` of them) take the lock, and only if it is free.
+    #[inline]
     pub(super) fn sample(&self, arrival: u64, sampled: impl FnOnce() -> SampledQuery<C>) {
         let capacity = self.samples_per_window;
         let slot = if arrival < capacity {
             None
         } else {
-            let epoch = self.epoch.load(Ordering::Relaxed);
-            let pick = below(mix(arrival ^ mix(epoch ^ self.seed)), arrival);
+            let salt = self.window_salt.load(Ordering::Relaxed);
+            let pick = below(mix(arrival ^ salt), arrival);
             if pick >= capacity {
                 return;
             }
             Some(pick as usize)
         };
+        self.keep(slot, sampled);
+    }
+
+    /// Stores a kept arrival if the sample is free, cloning its curve only then (the
+    /// rare path of [`sample`](Self::sample), out of line so that the common one
+    /// stays small).
+    #[cold]
+    #[inline(never)]
+    fn keep(&self, slot: Option<usize>, sampled: impl FnOnce() -> SampledQuery<C>) {
         if let Ok(mut sampler) = self.sampler.try_lock() {
-            sampler.store(slot, sampled, capacity as usize);
+            sampler.store(slot, sampled(), self.samples_per_window as usize);
         }
     }
 }
