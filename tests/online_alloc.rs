@@ -1,4 +1,4 @@
-//! `admit` and `complete` must not allocate (the hot path of a server). A counting
+//! `admit`, `admit_prepared` and `complete` must not allocate (the hot path of a server). A counting
 //! global allocator checks it; this file holds a single test so that no other test's
 //! allocations can be counted.
 
@@ -64,4 +64,24 @@ fn admit_and_complete_do_not_allocate() {
         "the loop must grant something to mean anything"
     );
     assert_eq!(after - before, 0, "allocations in 500 admit + complete");
+
+    // Prepared once (that allocates nothing either for a surge), admitted many times,
+    // across a price change so that the cache is refilled in the counted loop.
+    let prepared: Vec<_> = queries.iter().map(|q| online.prepare(q)).collect();
+    online.end_window();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let mut granted = 0;
+    for p in prepared.iter().chain(&prepared) {
+        let ticket = online.admit_prepared(p).unwrap();
+        let used = ticket.tokens() / 3;
+        granted += ticket.tokens();
+        online.complete(ticket, used).unwrap();
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert!(granted > 0);
+    assert_eq!(
+        after - before,
+        0,
+        "allocations in 1 000 admit_prepared + complete"
+    );
 }
