@@ -9,10 +9,10 @@
 //! `τ − W₋₁(−βλ/α)/β`, its cap, or 0 when the query is insolvent). A server that sees
 //! requests one at a time can therefore carry λ as its only state and answer each
 //! arrival in O(1): [`OnlineAllocator::admit`] evaluates the best response at the
-//! current price (one W₋₁ evaluation, no allocation) and reserves the tokens from the
-//! current window's budget. When the window's remaining budget is smaller than the
-//! best response, the query gets its best response under the tighter cap "what is
-//! left" (SPEC §3 with `cap = remaining`), which may be 0.
+//! current price (for a shifted surge one W₋₁ evaluation, no allocation) and reserves
+//! the tokens from the current window's budget. When the window's remaining budget is
+//! smaller than the best response, the query gets its best response under the tighter
+//! cap "what is left" (SPEC §3 with `cap = remaining`), which may be 0.
 //!
 //! At each window boundary ([`OnlineAllocator::end_window`]) the price is re-cleared
 //! (SPEC §4) against the demand seen in the last few windows: a bounded reservoir
@@ -36,6 +36,29 @@
 //! budget divided by the measured share of a grant that is really spent, which lets
 //! the window grant more than its budget gross while its net charge stays within it.
 //!
+//! # Any curve
+//!
+//! The allocator is generic over the [`Curve`] of its queries and monomorphised:
+//! `OnlineAllocator` alone is `OnlineAllocator<ShiftedSurge>` (closed-form best
+//! response), and [`OnlineAllocatorBuilder::<C>::new`](OnlineAllocatorBuilder::new)
+//! builds one for [`Mixture`](crate::Mixture) (a posterior over the threshold, say),
+//! [`PiecewiseLinear`](crate::PiecewiseLinear), the empirical curve of the `fit`
+//! feature, or [`AnyCurve`](crate::AnyCurve) to mix kinds in one stream. Each admits
+//! with its curve's own best response; the demand sample keeps a clone of the curve
+//! of the few arrivals it keeps (a mixture's clone allocates, so only those
+//! allocate). The re-clear uses the solver's price search for shifted surges
+//! and bisection in `ln λ` for the other curve types.
+//!
+//! # Prepared classes
+//!
+//! Requests of a known class (one curve, weight and cap: a class with a shared shape,
+//! a cached posterior) can skip the per-request work: [`OnlineAllocator::prepare`]
+//! folds the curve's constants once into a [`PreparedQuery`], and
+//! [`OnlineAllocator::admit_prepared`] reads the class's grant from a cache in the
+//! handle while the price is unchanged, so that admission costs little more than the
+//! window's atomics (`docs/PERFORMANCE.md` has the figures). The grant is the one
+//! `admit` gives.
+//!
 //! # Where the budget comes from
 //!
 //! An allocator admits against the tokens it holds for the window. By default it
@@ -47,11 +70,11 @@
 //!
 //! # Concurrency
 //!
-//! The allocator is `Send + Sync`; share it behind an `Arc`. The hot path takes no
-//! blocking lock: the price is an `AtomicU64` (the bits of an `f64`), and the window's
-//! epoch and remaining budget are packed into one `AtomicU64` updated by
-//! compare-and-swap, so a reservation and the window it belongs to change together
-//! and a window rollover can never be charged twice. The demand sample sits behind a
+//! The allocator is `Send + Sync` (for every curve type); share it behind an `Arc`.
+//! The hot path takes no blocking lock: the price is an `AtomicU64` (the bits of an
+//! `f64`), and the window's epoch and remaining budget are packed into one
+//! `AtomicU64` updated by compare-and-swap, so a reservation and the window it
+//! belongs to change together and a window rollover can never be charged twice. The demand sample sits behind a
 //! `Mutex` that `admit` takes only for the few arrivals the reservoir keeps, and only
 //! if it is free; otherwise the arrival is counted but not sampled, which thins the
 //! sample at random without making any request wait. `end_window` takes the locks;
