@@ -6,7 +6,6 @@
 
 use clear_alloc::online::{
     BudgetLedger, ClosedWindow, Lease, OnlineAllocator, OnlineAllocatorBuilder, SampledQuery,
-    Ticket,
 };
 use clear_alloc::{Allocator, AnyCurve, Curve, Mixture, PiecewiseLinear, Query, ShiftedSurge};
 use proptest::prelude::*;
@@ -15,6 +14,9 @@ use std::sync::{Arc, Mutex};
 
 #[macro_use]
 mod soak_support;
+mod online_books;
+
+use online_books::{allocator, check_books, op, Op};
 
 const CAP: u64 = 4096;
 
@@ -42,85 +44,15 @@ const CLASSES: [(f64, f64, f64); 3] = [
     (304.0, 280.0, 0.35),
 ];
 
-#[derive(Debug, Clone)]
-enum Op {
-    Admit { class: usize, cap: Option<u64> },
-    Complete { pick: usize, used_share: f64 },
-    EndWindow,
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => (0usize..9, proptest::option::of(0u64..3000))
-            .prop_map(|(class, cap)| Op::Admit { class, cap }),
-        4 => (any::<usize>(), 0.0f64..1.3)
-            .prop_map(|(pick, used_share)| Op::Complete { pick, used_share }),
-        1 => Just(Op::EndWindow),
-    ]
-}
-
-/// Runs `ops` against a fresh allocator of curve type `C`, keeping the test's own
-/// ledger of the current window (tickets granted in it, refunds credited to it), and
-/// checks the allocator against it after every call: no window ever charges more
-/// than its budget.
+/// Runs `ops` against a fresh allocator of curve type `C` (see `check_books`).
 fn run_ops<C: Curve>(
     curves: &[C],
     budget: u64,
     initial_price: f64,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
-    let online = OnlineAllocatorBuilder::<C>::new()
-        .tokens_per_window(budget)
-        .default_cap(CAP)
-        .initial_price(initial_price)
-        .history_windows(2)
-        .samples_per_window(16)
-        .build()
-        .unwrap();
-    let mut outstanding: Vec<Ticket> = Vec::new();
-    let (mut granted, mut credited) = (0u64, 0u64);
-    for op in ops {
-        match *op {
-            Op::Admit { class, cap } => {
-                let query = Query::new(curves[class % curves.len()].clone());
-                let query = match cap {
-                    Some(c) => query.with_cap(c),
-                    None => query,
-                };
-                let ticket = online.admit(&query).unwrap();
-                prop_assert!(ticket.tokens() <= cap.unwrap_or(CAP));
-                granted += ticket.tokens();
-                outstanding.push(ticket);
-            }
-            Op::Complete { pick, used_share } => {
-                if outstanding.is_empty() {
-                    continue;
-                }
-                let ticket = outstanding.swap_remove(pick % outstanding.len());
-                let (tokens, current) = (ticket.tokens(), ticket.window() == online.window());
-                let used = (tokens as f64 * used_share).round() as u64;
-                let result = online.complete(ticket, used);
-                if used > tokens {
-                    prop_assert!(result.is_err());
-                } else {
-                    let back = result.unwrap();
-                    prop_assert_eq!(back, if current { tokens - used } else { 0 });
-                    credited += back;
-                }
-            }
-            Op::EndWindow => {
-                let report = online.end_window();
-                prop_assert_eq!(report.charged, granted - credited);
-                prop_assert!(report.charged <= budget);
-                prop_assert!(report.next_price.is_finite() && report.next_price >= 0.0);
-                granted = 0;
-                credited = 0;
-            }
-        }
-        prop_assert!(granted - credited <= budget);
-        prop_assert_eq!(online.remaining(), budget - (granted - credited));
-    }
-    Ok(())
+    let online = allocator::<C>(budget, CAP, initial_price);
+    check_books(&online, curves, budget, CAP, ops)
 }
 
 proptest! {
@@ -130,7 +62,7 @@ proptest! {
     fn no_window_grants_more_than_its_budget_for_any_curve_type(
         budget in 200u64..20_000,
         initial_price in prop_oneof![Just(0.0), 1e-6f64..1e-3],
-        ops in proptest::collection::vec(op(), 1..150),
+        ops in proptest::collection::vec(op(9), 1..150),
     ) {
         let mixtures: Vec<Mixture> = CLASSES.iter().map(|&(t, w, p)| mixture(t, w, p)).collect();
         let ramps: Vec<PiecewiseLinear> = CLASSES.iter().map(|&(t, w, p)| ramp(t, w, p)).collect();
