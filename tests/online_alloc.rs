@@ -2,8 +2,8 @@
 //! global allocator checks it; this file holds a single test so that no other test's
 //! allocations can be counted.
 
-use clear_alloc::online::OnlineAllocator;
-use clear_alloc::{Query, ShiftedSurge};
+use clear_alloc::online::{OnlineAllocator, OnlineAllocatorBuilder};
+use clear_alloc::{Mixture, Query, ShiftedSurge};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

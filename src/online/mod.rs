@@ -44,10 +44,9 @@
 //! builds one for [`Mixture`](crate::Mixture) (a posterior over the threshold, say),
 //! [`PiecewiseLinear`](crate::PiecewiseLinear), the empirical curve of the `fit`
 //! feature, or [`AnyCurve`](crate::AnyCurve) to mix kinds in one stream. Each admits
-//! with its curve's own best response; the demand sample keeps a clone of the curve
-//! of the few arrivals it keeps (a mixture's clone allocates, so only those
-//! allocate). The re-clear uses the solver's price search for shifted surges
-//! and bisection in `ln λ` for the other curve types.
+//! with its curve's own best response; the demand sample clones the curve of only
+//! the few arrivals it keeps. The re-clear uses the solver's price search for
+//! shifted surges and bisection in `ln λ` for the other curve types.
 //!
 //! # Prepared classes
 //!
