@@ -26,7 +26,9 @@ pub(super) fn tight_grant<C: Curve>(curve: &C, weight: f64, price: f64, remainin
 impl<C: Curve> OnlineAllocator<C> {
     /// Admits one request: returns its ticket, whose [`tokens`](Ticket::tokens) are
     /// the query's best response at the current price (SPEC §3), limited to what the
-    /// window has left. O(1): one or two W₋₁ evaluations and no allocation. With a
+    /// window has left. No allocation; for a shifted surge one or two W₋₁
+    /// evaluations, for other curves their own best response (see
+    /// [`admit_prepared`](Self::admit_prepared) for requests of a known class). With a
     /// shared [`BudgetLedger`](super::BudgetLedger), the few admissions that find the
     /// held tokens low also ask the ledger for a new lease (see its docs).
     ///
