@@ -2,7 +2,7 @@
 //! and on two threads sharing one allocator (throughput), and the cost of a window
 //! boundary (re-clearing the price from a full sample).
 
-use clear_alloc::online::OnlineAllocator;
+use clear_alloc::online::{OnlineAllocator, PreparedQuery};
 use clear_alloc::{Query, ShiftedSurge};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
@@ -36,10 +36,12 @@ fn allocator() -> OnlineAllocator {
         .unwrap()
 }
 
-/// `per_thread` admit + complete pairs on each of `threads` threads; wall time.
+/// `per_thread` admit + complete pairs on each of `threads` threads (admitting the
+/// prepared handles when `prepared` is set); wall time.
 fn run_threads(
     online: &Arc<OnlineAllocator>,
     queries: &Arc<Vec<Query>>,
+    prepared: Option<&Arc<Vec<PreparedQuery>>>,
     threads: u64,
     per_thread: u64,
 ) -> Duration {
@@ -48,10 +50,14 @@ fn run_threads(
         .map(|t| {
             let online = Arc::clone(online);
             let queries = Arc::clone(queries);
+            let prepared = prepared.cloned();
             std::thread::spawn(move || {
                 for i in 0..per_thread {
-                    let q = &queries[((i + t * 512) % 1024) as usize];
-                    let ticket = online.admit(q).unwrap();
+                    let at = ((i + t * 512) % 1024) as usize;
+                    let ticket = match &prepared {
+                        Some(prepared) => online.admit_prepared(&prepared[at]).unwrap(),
+                        None => online.admit(&queries[at]).unwrap(),
+                    };
                     let used = ticket.tokens() / 2;
                     black_box(online.complete(ticket, used).unwrap());
                 }
@@ -69,12 +75,30 @@ fn online(c: &mut Criterion) {
     let mut group = c.benchmark_group("online");
     group.throughput(Throughput::Elements(1));
 
+    // The floor of any admission that shares a budget word: one atomic
+    // read-modify-write on it. `admit` is reported as a ratio against this.
+    let word = std::sync::atomic::AtomicU64::new(u64::MAX);
+    group.bench_function("fetch_sub (baseline)", |b| {
+        b.iter(|| black_box(word.fetch_sub(black_box(1), std::sync::atomic::Ordering::AcqRel)))
+    });
+
     let online = allocator();
     let mut i = 0;
     group.bench_function("admit", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();
             black_box(online.admit(black_box(&queries[i])).unwrap())
+        })
+    });
+
+    // The same queries prepared once (one handle per class): the grant is cached
+    // while the price holds.
+    let prepared: Vec<_> = queries.iter().map(|q| online.prepare(q)).collect();
+    let mut i = 0;
+    group.bench_function("admit_prepared", |b| {
+        b.iter(|| {
+            i = (i + 1) % prepared.len();
+            black_box(online.admit_prepared(black_box(&prepared[i])).unwrap())
         })
     });
 
@@ -90,11 +114,35 @@ fn online(c: &mut Criterion) {
 
     let shared = Arc::new(allocator());
     let shared_queries = Arc::new(queries.clone());
+    let shared_prepared = Arc::new(
+        queries
+            .iter()
+            .map(|q| shared.prepare(q))
+            .collect::<Vec<_>>(),
+    );
     for threads in [1u64, 2] {
         // Each iteration is one admit + complete pair; `threads` threads share them.
         group.bench_function(format!("admit+complete/{threads}-threads"), |b| {
             b.iter_custom(|iters| {
-                run_threads(&shared, &shared_queries, threads, iters.div_ceil(threads))
+                run_threads(
+                    &shared,
+                    &shared_queries,
+                    None,
+                    threads,
+                    iters.div_ceil(threads),
+                )
+            })
+        });
+        group.bench_function(format!("admit_prepared+complete/{threads}-threads"), |b| {
+            b.iter_custom(|iters| {
+                let prepared = Some(&shared_prepared);
+                run_threads(
+                    &shared,
+                    &shared_queries,
+                    prepared,
+                    threads,
+                    iters.div_ceil(threads),
+                )
             })
         });
     }

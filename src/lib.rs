@@ -88,8 +88,10 @@
 //! - [`online::OnlineAllocator`]: admission control for a serving loop that sees
 //!   requests one at a time: `admit` grants at a carried price in O(1), `complete`
 //!   refunds unused tokens, `end_window` re-clears the price (see
-//!   `examples/online_server.rs`). It takes shifted-surge queries: its demand
-//!   samples are published to shared ledgers in that form. `complete_with` also says
+//!   `examples/online_server.rs`). It takes queries of any [`Curve`] type
+//!   (`OnlineAllocator<C = ShiftedSurge>`, monomorphised); `prepare` and
+//!   `admit_prepared` admit a known class without recomputing its curve's constants
+//!   or, while the price holds, its grant. `complete_with` also says
 //!   whether the request stopped by itself and, when known, whether it was correct;
 //!   with the `fit` feature an [`online::CurveLearner`] learns each class's curve from
 //!   those completions.

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 #[macro_use]
 mod soak_support;
+mod online_books;
+
+use online_books::{allocator, check_books, op};
 
 const CAP: u64 = 4096;
 
@@ -50,23 +53,6 @@ fn batch() -> Allocator {
     Allocator::builder().default_cap(CAP).build().unwrap()
 }
 
-#[derive(Debug, Clone)]
-enum Op {
-    Admit { class: usize, cap: Option<u64> },
-    Complete { pick: usize, used_share: f64 },
-    EndWindow,
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => (0usize..3, proptest::option::of(0u64..3000))
-            .prop_map(|(class, cap)| Op::Admit { class, cap }),
-        4 => (any::<usize>(), 0.0f64..1.3)
-            .prop_map(|(pick, used_share)| Op::Complete { pick, used_share }),
-        1 => Just(Op::EndWindow),
-    ]
-}
-
 proptest! {
     // A fixed seed keeps CI deterministic.
     #![proptest_config(soak_support::config(64, 0xc1ea0004))]
@@ -77,68 +63,11 @@ proptest! {
     fn no_window_grants_more_than_its_budget_under_any_order(
         budget in 200u64..20_000,
         initial_price in prop_oneof![Just(0.0), 1e-6f64..1e-3],
-        ops in proptest::collection::vec(op(), 1..200),
+        ops in proptest::collection::vec(op(3), 1..200),
     ) {
-        let online = OnlineAllocator::builder()
-            .tokens_per_window(budget)
-            .default_cap(CAP)
-            .initial_price(initial_price)
-            .history_windows(2)
-            .samples_per_window(16)
-            .build()
-            .unwrap();
-        let mut outstanding: Vec<Ticket> = Vec::new();
-        let (mut granted, mut credited) = (0u64, 0u64);
-        for op in ops {
-            match op {
-                Op::Admit { class, cap } => {
-                    let query = Query::new(class_curve(class));
-                    let query = match cap {
-                        Some(c) => query.with_cap(c),
-                        None => query,
-                    };
-                    let ticket = online.admit(&query).unwrap();
-                    prop_assert!(ticket.tokens() <= cap.unwrap_or(CAP));
-                    prop_assert_eq!(ticket.window(), online.window());
-                    granted += ticket.tokens();
-                    outstanding.push(ticket);
-                }
-                Op::Complete { pick, used_share } => {
-                    if outstanding.is_empty() {
-                        continue;
-                    }
-                    let ticket = outstanding.swap_remove(pick % outstanding.len());
-                    let (tokens, current) = (ticket.tokens(), ticket.window() == online.window());
-                    let used = (tokens as f64 * used_share).round() as u64;
-                    let result = online.complete(ticket, used);
-                    if used > tokens {
-                        let is_tokens_used_error = matches!(
-                            result,
-                            Err(Error::InvalidParameter { field: "tokens_used", .. })
-                        );
-                        prop_assert!(is_tokens_used_error);
-                    } else {
-                        let back = result.unwrap();
-                        // The full unused part comes back, but only to its own window.
-                        prop_assert_eq!(back, if current { tokens - used } else { 0 });
-                        credited += back;
-                    }
-                }
-                Op::EndWindow => {
-                    let report = online.end_window();
-                    prop_assert_eq!(report.charged, granted - credited);
-                    prop_assert_eq!(report.refunded, credited);
-                    prop_assert!(report.charged <= budget);
-                    prop_assert!(report.next_price.is_finite() && report.next_price >= 0.0);
-                    granted = 0;
-                    credited = 0;
-                }
-            }
-            // Net charge = budget − remaining: no negative and no double-counted budget.
-            prop_assert!(credited <= granted);
-            prop_assert!(granted - credited <= budget);
-            prop_assert_eq!(online.remaining(), budget - (granted - credited));
-        }
+        let online = allocator(budget, CAP, initial_price);
+        let curves: Vec<ShiftedSurge> = (0..3).map(class_curve).collect();
+        check_books(&online, &curves, budget, CAP, &ops)?;
     }
 }
 

@@ -1,12 +1,12 @@
-//! The online allocator under an arbitrary sequence of admit / complete / end_window
-//! decoded from the input, checked against a model of the window's books: a grant is
+//! The online allocator under an arbitrary sequence of admit (plain or through a
+//! prepared class) / complete / end_window decoded from the input, checked against a model of the window's books: a grant is
 //! at most its cap and what the window had left, a refund reaches its window only
 //! while it is open and exactly the unused tokens, and each window's report has
 //! `charged = granted − refunded ≤ budget`, with exact arrival, abandonment and refund
 //! counts (one thread, so no count races the boundary).
 #![no_main]
 
-use clear_alloc::online::{OnlineAllocator, Ticket, MAX_WINDOW_BUDGET};
+use clear_alloc::online::{OnlineAllocator, PreparedQuery, Ticket, MAX_WINDOW_BUDGET};
 use clear_alloc::{Query, ShiftedSurge};
 use libfuzzer_sys::fuzz_target;
 
@@ -71,6 +71,7 @@ fuzz_target!(|data: &[u8]| {
         .build()
         .unwrap();
     let mut tickets: Vec<Ticket> = Vec::new();
+    let mut prepared: Vec<PreparedQuery> = Vec::new();
     let mut books = Books::default();
     let mut window = online.window();
     assert_eq!(window, 0);
@@ -96,8 +97,20 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(cap) = cap {
                     query = query.with_cap(cap);
                 }
+                // Some arrivals come through a prepared class: a new one, or one
+                // prepared earlier (its cached grant may be from an older price).
+                let via = input.byte();
+                if via >= 160 && (prepared.len() < 16 || via >= 224) {
+                    prepared.push(online.prepare(&query));
+                }
                 let before = online.remaining();
-                let Ok(ticket) = online.admit(&query) else {
+                let (result, cap) = if via >= 160 {
+                    let class = &prepared[usize::from(via) % prepared.len()];
+                    (online.admit_prepared(class), Some(class.cap()))
+                } else {
+                    (online.admit(&query), cap)
+                };
+                let Ok(ticket) = result else {
                     assert_eq!(online.remaining(), before, "a refused query was charged");
                     continue;
                 };

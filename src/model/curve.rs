@@ -49,6 +49,14 @@ pub trait Curve: Clone + std::fmt::Debug + Send + Sync {
     #[doc(hidden)]
     fn bidder(&self, weight: f64, cap: f64) -> Self::Bidder;
 
+    /// This curve type's weighted bidders as shifted-surge bidders, when they are
+    /// (internal: the online re-clear then uses the solver's secant search on them;
+    /// other curves are cleared by bisection).
+    #[doc(hidden)]
+    fn surge_bidders(_sample: &[(Self::Bidder, f64)]) -> Option<&[(crate::solver::Bidder, f64)]> {
+        None
+    }
+
     /// The utility `U(b)` with a budget of `b` tokens (NaN in gives NaN out).
     fn utility(&self, budget: f64) -> f64;
 
@@ -102,6 +110,9 @@ impl Curve for crate::ShiftedSurge {
     #[inline]
     fn bidder(&self, weight: f64, cap: f64) -> Self::Bidder {
         crate::solver::Bidder::new(self, weight, cap)
+    }
+    fn surge_bidders(sample: &[(Self::Bidder, f64)]) -> Option<&[(crate::solver::Bidder, f64)]> {
+        Some(sample)
     }
     fn utility(&self, budget: f64) -> f64 {
         crate::ShiftedSurge::utility(self, budget)

@@ -6,38 +6,63 @@ use super::reservoir::SampledQuery;
 use super::window::{packed_epoch, packed_remaining};
 use super::{lock, OnlineAllocator, Ticket};
 use crate::error::Result;
-use crate::solver::Bidder;
-use crate::solver::Query;
+use crate::model::Curve;
+use crate::solver::{Bidding, Query};
 use std::sync::atomic::Ordering;
 use std::sync::TryLockError;
 
 /// Whole tokens of a real-valued best response (NaN and negatives → 0), at most `cap`.
-fn whole_tokens(tokens: f64, cap: u64) -> u64 {
+#[inline]
+pub(super) fn whole_tokens(tokens: f64, cap: u64) -> u64 {
     (tokens.max(0.0) as u64).min(cap)
 }
 
-impl OnlineAllocator {
+/// The best response at `price` under the tighter cap "what the window has left".
+pub(super) fn tight_grant<C: Curve>(curve: &C, weight: f64, price: f64, remaining: u64) -> u64 {
+    let tight = curve.bidder(weight, remaining as f64);
+    whole_tokens(tight.bid(price).tokens(), remaining)
+}
+
+impl<C: Curve> OnlineAllocator<C> {
     /// Admits one request: returns its ticket, whose [`tokens`](Ticket::tokens) are
     /// the query's best response at the current price (SPEC §3), limited to what the
-    /// window has left. O(1): one or two W₋₁ evaluations and no allocation. With a
+    /// window has left. No allocation; for a shifted surge one or two W₋₁
+    /// evaluations, for other curves their own best response (see
+    /// [`admit_prepared`](Self::admit_prepared) for requests of a known class). With a
     /// shared [`BudgetLedger`](super::BudgetLedger), the few admissions that find the
     /// held tokens low also ask the ledger for a new lease (see its docs).
     ///
     /// # Errors
     /// None today: a [`Query`] is valid once built (its weight is checked by
     /// [`Query::with_weight`]); the `Result` leaves room for checks to come.
-    pub fn admit(&self, query: &Query) -> Result<Ticket> {
+    pub fn admit(&self, query: &Query<C>) -> Result<Ticket> {
         let cap = query.cap().unwrap_or(self.default_cap);
-        let bidder = Bidder::new(query.curve(), query.weight(), cap as f64);
+        let bidder = query.curve().bidder(query.weight(), cap as f64);
         let price = self.price();
         let wanted = whole_tokens(bidder.bid(price).tokens(), cap);
+        Ok(self.reserve(
+            wanted,
+            |remaining| tight_grant(query.curve(), query.weight(), price, remaining),
+            || SampledQuery {
+                curve: query.curve().clone(),
+                weight: query.weight(),
+                cap,
+            },
+        ))
+    }
 
+    /// Counts and samples an arrival that wants `wanted` tokens, and reserves them
+    /// from the window (or `tight(remaining)` when fewer remain): the part of
+    /// admission after the best response, shared by [`admit`](Self::admit) and
+    /// [`admit_prepared`](Self::admit_prepared).
+    #[inline(always)]
+    pub(super) fn reserve(
+        &self,
+        wanted: u64,
+        tight: impl Fn(u64) -> u64,
+        sampled: impl FnOnce() -> SampledQuery<C>,
+    ) -> Ticket {
         let arrival = self.hot.arrivals.fetch_add(1, Ordering::Relaxed);
-        let sampled = SampledQuery {
-            curve: *query.curve(),
-            weight: query.weight(),
-            cap,
-        };
         self.sample(arrival, sampled);
 
         let mut state = self.hot.window_state.load(Ordering::Acquire);
@@ -61,9 +86,7 @@ impl OnlineAllocator {
             let grant = if wanted <= remaining {
                 wanted
             } else {
-                // Best response under the tighter cap "what the window has left".
-                let tight = Bidder::new(query.curve(), query.weight(), remaining as f64);
-                whole_tokens(tight.bid(price).tokens(), remaining)
+                tight(remaining)
             };
             if grant == 0 {
                 break (0, packed_epoch(state), remaining);
@@ -85,11 +108,11 @@ impl OnlineAllocator {
             // Low water: one admission tops the lease up; the others do not wait.
             self.refill(short, 0, false);
         }
-        Ok(Ticket {
+        Ticket {
             tokens,
             epoch: self.full_epoch(short),
             allocator: self.id,
-        })
+        }
     }
 
     /// Asks the ledger for more tokens for the window whose packed epoch is `short`,

@@ -6,7 +6,7 @@ use super::ledger::ClosedWindow;
 use super::reservoir::SampledQuery;
 use super::window::{pack, packed_remaining, short_epoch};
 use super::{lock, OnlineAllocator};
-use crate::solver::Bidder;
+use crate::model::Curve;
 use std::sync::atomic::Ordering;
 
 /// What happened in one window, returned by [`OnlineAllocator::end_window`].
@@ -38,16 +38,16 @@ pub struct WindowReport {
 }
 
 #[derive(Debug)]
-pub(super) struct Clearing {
+pub(super) struct Clearing<C: Curve> {
     /// Scratch space for the weighted sample (allocated once, at build).
-    pub(super) weighted: Vec<(Bidder, f64)>,
+    pub(super) weighted: Vec<(C::Bidder, f64)>,
     /// The closed window's own sample, handed to the ledger (allocated once).
-    pub(super) closed: Vec<SampledQuery>,
+    pub(super) closed: Vec<SampledQuery<C>>,
     /// Smoothed share of the gross grants that windows end up paying for.
     pub(super) spent_share: f64,
 }
 
-impl OnlineAllocator {
+impl<C: Curve> OnlineAllocator<C> {
     /// Ends the current window: opens the next one with a fresh lease from the ledger
     /// (the full budget, by default), returns the unused tokens of this one, and
     /// re-clears the price against the demand of the last `history_windows` windows,
@@ -65,6 +65,10 @@ impl OnlineAllocator {
         let lease = self.ledger.open(epoch + 1, self.budget);
         let first = lease.tokens.min(self.budget);
         self.epoch.store(epoch + 1, Ordering::Release);
+        self.window_salt.store(
+            super::reservoir::salt(epoch + 1, self.seed),
+            Ordering::Relaxed,
+        );
         let closed = self
             .hot
             .window_state
@@ -92,7 +96,7 @@ impl OnlineAllocator {
         {
             let mut sampler = lock(&self.sampler);
             closed_sample.clear();
-            closed_sample.extend_from_slice(&sampler.filling().queries);
+            closed_sample.clone_from(&sampler.filling().queries);
             sampler.close_window(arrivals, weighted);
         }
         let granted = charged + refunded;
@@ -105,7 +109,7 @@ impl OnlineAllocator {
         } else {
             self.budget as f64
         };
-        let local_price = clear_price(weighted, target, price);
+        let local_price = clear_price::<C>(weighted, target, price);
         let next_price = self.ledger.next_price(&ClosedWindow {
             window: epoch,
             arrivals,
@@ -125,6 +129,9 @@ impl OnlineAllocator {
         };
         self.price_bits
             .store(next_price.to_bits(), Ordering::Relaxed);
+        // Published after the price: a reader that sees the new generation sees the
+        // new price (or a newer one).
+        self.price_generation.fetch_add(1, Ordering::Release);
         WindowReport {
             window: epoch,
             arrivals,

@@ -6,6 +6,7 @@ use super::reservoir::Sampler;
 use super::window::{pack, HotCounters, MAX_WINDOW_BUDGET};
 use super::{Leases, OnlineAllocator};
 use crate::error::{Error, Result, Value};
+use crate::model::{Curve, ShiftedSurge};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +37,7 @@ enum BudgetSpec {
 /// # Ok::<(), clear_alloc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct OnlineAllocatorBuilder {
+pub struct OnlineAllocatorBuilder<C: Curve = ShiftedSurge> {
     budget: BudgetSpec,
     default_cap: u64,
     initial_price: f64,
@@ -44,10 +45,10 @@ pub struct OnlineAllocatorBuilder {
     samples_per_window: usize,
     refund_aware: bool,
     seed: u64,
-    ledger: Option<Arc<dyn BudgetLedger>>,
+    ledger: Option<Arc<dyn BudgetLedger<C>>>,
 }
 
-impl PartialEq for OnlineAllocatorBuilder {
+impl<C: Curve> PartialEq for OnlineAllocatorBuilder<C> {
     /// Options are equal when every value is, and both use the same ledger (the same
     /// `Arc`, or both the default).
     fn eq(&self, other: &Self) -> bool {
@@ -67,7 +68,7 @@ impl PartialEq for OnlineAllocatorBuilder {
     }
 }
 
-impl Default for OnlineAllocatorBuilder {
+impl<C: Curve> Default for OnlineAllocatorBuilder<C> {
     fn default() -> Self {
         OnlineAllocatorBuilder {
             budget: BudgetSpec::Unset,
@@ -82,7 +83,27 @@ impl Default for OnlineAllocatorBuilder {
     }
 }
 
-impl OnlineAllocatorBuilder {
+impl<C: Curve> OnlineAllocatorBuilder<C> {
+    /// The default options for queries of curve type `C` (what
+    /// [`OnlineAllocator::builder`] gives for [`ShiftedSurge`]); a budget must be set.
+    ///
+    /// ```
+    /// use clear_alloc::online::OnlineAllocatorBuilder;
+    /// use clear_alloc::{Mixture, Query, ShiftedSurge};
+    ///
+    /// let online = OnlineAllocatorBuilder::<Mixture>::new()
+    ///     .tokens_per_window(10_000)
+    ///     .initial_price(1e-4)
+    ///     .build()?;
+    /// let surge = ShiftedSurge::new(150.0, 100.0, 0.9)?;
+    /// let unsure = Mixture::new([(0.5, surge), (0.5, surge.with_threshold(400.0)?)])?;
+    /// assert!(online.admit(&Query::new(unsure).with_cap(2_000))?.tokens() > 0);
+    /// # Ok::<(), clear_alloc::Error>(())
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// The budget of each window, in tokens (1 ..= [`MAX_WINDOW_BUDGET`]). The host
     /// decides when a window ends by calling [`OnlineAllocator::end_window`].
     pub fn tokens_per_window(mut self, tokens: u64) -> Self {
@@ -143,7 +164,7 @@ impl OnlineAllocatorBuilder {
     /// allocator owns the whole budget of every window). A ledger shared by several
     /// allocators makes [`tokens_per_window`](Self::tokens_per_window) (or the rate)
     /// the budget of them all together; see [`BudgetLedger`] for the lease rules.
-    pub fn ledger(mut self, ledger: Arc<dyn BudgetLedger>) -> Self {
+    pub fn ledger(mut self, ledger: Arc<dyn BudgetLedger<C>>) -> Self {
         self.ledger = Some(ledger);
         self
     }
@@ -156,7 +177,7 @@ impl OnlineAllocatorBuilder {
     /// [`MAX_WINDOW_BUDGET`], the rate is NaN, infinite or not positive, the window is
     /// empty, the initial price is NaN, infinite or negative, or the history or the
     /// sample size is 0 (or absurdly large).
-    pub fn build(self) -> Result<OnlineAllocator> {
+    pub fn build(self) -> Result<OnlineAllocator<C>> {
         let (budget, window_length) = match self.budget {
             BudgetSpec::Unset => {
                 return Err(option(
@@ -214,7 +235,8 @@ impl OnlineAllocatorBuilder {
             ));
         }
         let capacity = self.samples_per_window;
-        let ledger = self.ledger.unwrap_or_else(|| Arc::new(InProcessLedger));
+        let ledger: Arc<dyn BudgetLedger<C>> =
+            self.ledger.unwrap_or_else(|| Arc::new(InProcessLedger));
         let first = ledger.open(0, budget);
         // One allocator never holds more than the whole window budget.
         let held = first.tokens.min(budget);
@@ -233,9 +255,11 @@ impl OnlineAllocatorBuilder {
             refund_aware: self.refund_aware,
             history_windows: self.history_windows,
             price_bits: AtomicU64::new(price.to_bits()),
+            price_generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             samples_per_window: capacity as u64,
             seed: self.seed,
+            window_salt: AtomicU64::new(super::reservoir::salt(0, self.seed)),
             hot: HotCounters {
                 window_state: AtomicU64::new(pack(0, held)),
                 arrivals: AtomicU64::new(0),

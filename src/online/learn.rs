@@ -128,6 +128,8 @@ struct ClassState {
     curve: ShiftedSurge,
     records: VecDeque<Record>,
     since_fit: usize,
+    /// Requests admitted with [`CurveLearner::curve_to_admit`], for exploration.
+    admitted: u64,
 }
 
 /// A per-class curve learner fed by completions: a server with no offline rollouts
@@ -158,9 +160,12 @@ struct ClassState {
 /// `refit_every` completions of a class and in [`CurveLearner::end_window`], never in
 /// `admit`; the fit runs outside the learner's lock on a copy of the class's sample.
 ///
-/// Abandoned requests (grant 0) teach nothing: a class whose prior makes it look
-/// hopeless at the current price is never granted tokens and so never corrected. Give
-/// such classes an honest (wide) prior, or grant a few exploratory requests.
+/// Abandoned requests (grant 0) teach nothing, and cut-off ones little: a class
+/// whose curve makes it look hopeless at the current price is never granted enough
+/// tokens to be corrected. Admit its requests with
+/// [`curve_to_admit`](CurveLearner::curve_to_admit) and a small
+/// [`exploration`](CurveLearnerBuilder::exploration) share, which admits a few of
+/// them on an optimistic curve.
 ///
 /// ```
 /// use clear_alloc::online::{Completion, CurveLearner, CurvePrior, OnlineAllocator};
@@ -193,6 +198,9 @@ pub struct CurveLearner<K> {
     capacity: usize,
     decay: f64,
     refit_every: usize,
+    /// Every this many requests of a class, one is admitted on its optimistic curve
+    /// (0: never).
+    explore_every: u64,
     default_prior: CurvePrior,
     classes: Mutex<HashMap<K, ClassState>>,
     window: std::sync::atomic::AtomicU64,
@@ -204,6 +212,7 @@ pub struct CurveLearnerBuilder<K> {
     capacity: usize,
     decay: f64,
     refit_every: usize,
+    exploration: f64,
     default_prior: CurvePrior,
     priors: Vec<(K, CurvePrior)>,
 }
@@ -229,6 +238,14 @@ impl<K: Hash + Eq + Clone> CurveLearnerBuilder<K> {
         self
     }
 
+    /// The share of a class's requests that [`CurveLearner::curve_to_admit`] admits on
+    /// the class's *optimistic* curve, to learn whether more tokens help (in
+    /// `[0, 1)`; default 0, no exploration). See [`CurveLearner::curve_to_admit`].
+    pub fn exploration(mut self, share: f64) -> Self {
+        self.exploration = share;
+        self
+    }
+
     /// The prior of classes without one of their own (default [`CurvePrior::weak`]).
     pub fn default_prior(mut self, prior: CurvePrior) -> Self {
         self.default_prior = prior;
@@ -244,7 +261,8 @@ impl<K: Hash + Eq + Clone> CurveLearnerBuilder<K> {
     /// Validates the options.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] naming `capacity`, `decay` or `refit_every`.
+    /// [`Error::InvalidOption`] naming `capacity`, `decay`, `refit_every` or
+    /// `exploration`.
     pub fn build(self) -> Result<CurveLearner<K>> {
         let invalid =
             |option, value: f64, reason| Err(Error::invalid_option(option, value, reason));
@@ -257,6 +275,15 @@ impl<K: Hash + Eq + Clone> CurveLearnerBuilder<K> {
         if self.refit_every < 1 {
             return invalid("refit_every", 0.0, "must be >= 1");
         }
+        if !(0.0..1.0).contains(&self.exploration) {
+            return invalid("exploration", self.exploration, "must be in [0, 1)");
+        }
+        // One request in every ⌈1/share⌉.
+        let explore_every = if self.exploration > 0.0 {
+            (1.0 / self.exploration).ceil() as u64
+        } else {
+            0
+        };
         let classes = self
             .priors
             .into_iter()
@@ -266,6 +293,7 @@ impl<K: Hash + Eq + Clone> CurveLearnerBuilder<K> {
             capacity: self.capacity,
             decay: self.decay,
             refit_every: self.refit_every,
+            explore_every,
             default_prior: self.default_prior,
             classes: Mutex::new(classes),
             window: std::sync::atomic::AtomicU64::new(0),
@@ -280,6 +308,7 @@ impl ClassState {
             curve: prior.curve,
             records: VecDeque::new(),
             since_fit: 0,
+            admitted: 0,
         }
     }
 }
@@ -291,6 +320,7 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
             capacity: 1_000,
             decay: 0.8,
             refit_every: 200,
+            exploration: 0.0,
             default_prior: CurvePrior::weak(),
             priors: Vec::new(),
         }
@@ -305,6 +335,55 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
         self.lock()
             .get(class)
             .map_or(self.default_prior.curve, |s| s.curve)
+    }
+
+    /// The curve to admit the class's next request with: its [`curve`](Self::curve),
+    /// except for one request in every `⌈1/exploration⌉` (see
+    /// [`CurveLearnerBuilder::exploration`]), admitted on the class's *optimistic*
+    /// curve — its threshold lowered to the low end of the prior's range,
+    /// `τ · e^(−2 σ_τ)` (σ_τ the prior's threshold spread).
+    ///
+    /// Why: a class whose curve looks too expensive at the current price is
+    /// abandoned, or granted too little for any completion to finish; its
+    /// completions then carry no news (a cut-off completion only says the length law
+    /// survived the grant) and its curve never changes, however wrong. A lower
+    /// threshold raises the price at which the curve is abandoned, so the optimistic
+    /// curve is funded where the learned one is not, and a share of the class's
+    /// requests runs long enough to show where it really finishes (if it finishes
+    /// past the grant, the cut-off completions push the threshold back up).
+    /// Exploration spends budget on requests the learned curve would not buy: keep
+    /// the share small.
+    ///
+    /// ```
+    /// use clear_alloc::online::{CurveLearner, CurvePrior};
+    /// use clear_alloc::ShiftedSurge;
+    ///
+    /// let prior = CurvePrior::builder()
+    ///     .curve(ShiftedSurge::new(600.0, 100.0, 0.8)?)
+    ///     .threshold_spread(1.0)
+    ///     .build()?;
+    /// let learner = CurveLearner::builder()
+    ///     .prior("hard", prior)
+    ///     .exploration(0.1)
+    ///     .build()?;
+    /// let thresholds: Vec<f64> = (0..10)
+    ///     .map(|_| learner.curve_to_admit(&"hard").threshold())
+    ///     .collect();
+    /// // One in ten is optimistic: 600 · e^-2 ≈ 81 tokens.
+    /// assert_eq!(thresholds.iter().filter(|&&t| t < 100.0).count(), 1);
+    /// # Ok::<(), clear_alloc::Error>(())
+    /// ```
+    pub fn curve_to_admit(&self, class: &K) -> ShiftedSurge {
+        let mut classes = self.lock();
+        let state = classes
+            .entry(class.clone())
+            .or_insert_with(|| ClassState::new(self.default_prior));
+        state.admitted += 1;
+        if self.explore_every == 0 || !state.admitted.is_multiple_of(self.explore_every) {
+            return state.curve;
+        }
+        let low = state.curve.threshold() * (-2.0 * state.prior.threshold_spread).exp();
+        state.curve.with_threshold(low).unwrap_or(state.curve)
     }
 
     /// Completions held for the class.

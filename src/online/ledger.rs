@@ -4,6 +4,7 @@
 
 use super::clear::clear_price;
 use super::reservoir::SampledQuery;
+use crate::model::{Curve, ShiftedSurge};
 use std::fmt;
 
 /// Tokens granted by a [`BudgetLedger`], and when to ask for more.
@@ -52,7 +53,7 @@ pub struct Lease {
 /// `open`, `release` and `next_price` from [`end_window`](super::OnlineAllocator::end_window)
 /// (and `open` once from `build`). None of them may panic; a ledger that cannot reach
 /// its store grants what it can (possibly 0) and reports the fault its own way.
-pub trait BudgetLedger: Send + Sync + fmt::Debug {
+pub trait BudgetLedger<C: Curve = ShiftedSurge>: Send + Sync + fmt::Debug {
     /// Starts window `window` (the allocator's 0-based count) whose budget is
     /// `budget` tokens: the allocator's first lease for it.
     fn open(&self, window: u64, budget: u64) -> Lease;
@@ -70,7 +71,7 @@ pub trait BudgetLedger: Send + Sync + fmt::Debug {
     /// window that closed. The default is the allocator's own re-clear,
     /// [`ClosedWindow::local_price`]; a fleet publishes the sample and clears one price
     /// for all replicas with [`ClosedWindow::clear`].
-    fn next_price(&self, closed: &ClosedWindow<'_>) -> f64 {
+    fn next_price(&self, closed: &ClosedWindow<'_, C>) -> f64 {
         closed.local_price()
     }
 
@@ -88,14 +89,15 @@ pub trait BudgetLedger: Send + Sync + fmt::Debug {
 /// ```
 /// use clear_alloc::online::{BudgetLedger, InProcessLedger};
 ///
-/// let lease = InProcessLedger.open(0, 10_000);
+/// let ledger: &dyn BudgetLedger = &InProcessLedger;
+/// let lease = ledger.open(0, 10_000);
 /// assert_eq!((lease.tokens, lease.refill_below), (10_000, 0));
-/// assert_eq!(InProcessLedger.extend(0, 50).tokens, 0);
+/// assert_eq!(ledger.extend(0, 50).tokens, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InProcessLedger;
 
-impl BudgetLedger for InProcessLedger {
+impl<C: Curve> BudgetLedger<C> for InProcessLedger {
     fn open(&self, _window: u64, budget: u64) -> Lease {
         Lease {
             tokens: budget,
@@ -113,19 +115,19 @@ impl BudgetLedger for InProcessLedger {
 /// What one allocator saw in the window that just closed, handed to
 /// [`BudgetLedger::next_price`].
 #[derive(Debug)]
-pub struct ClosedWindow<'a> {
+pub struct ClosedWindow<'a, C: Curve = ShiftedSurge> {
     pub(super) window: u64,
     pub(super) arrivals: u64,
     pub(super) charged: u64,
     pub(super) budget: u64,
-    pub(super) sample: &'a [SampledQuery],
+    pub(super) sample: &'a [SampledQuery<C>],
     pub(super) history_windows: usize,
     pub(super) target: f64,
     pub(super) price: f64,
     pub(super) local_price: f64,
 }
 
-impl ClosedWindow<'_> {
+impl<C: Curve> ClosedWindow<'_, C> {
     /// The window that closed (the allocator's 0-based count).
     pub fn window(&self) -> u64 {
         self.window
@@ -148,7 +150,7 @@ impl ClosedWindow<'_> {
 
     /// This allocator's reservoir sample of the window's arrivals; each stands for
     /// `arrivals / sample.len()` of them.
-    pub fn sample(&self) -> &[SampledQuery] {
+    pub fn sample(&self) -> &[SampledQuery<C>] {
         self.sample
     }
 
@@ -173,13 +175,13 @@ impl ClosedWindow<'_> {
     /// windows merged). The target is the window budget, scaled as the allocator's own
     /// re-clear scales it for refunds; the search starts at the window's price.
     /// Allocates the search's scratch space: call it once per window.
-    pub fn clear(&self, weighted: &[(SampledQuery, f64)]) -> f64 {
+    pub fn clear(&self, weighted: &[(SampledQuery<C>, f64)]) -> f64 {
         let sample: Vec<_> = weighted
             .iter()
             .filter(|(_, weight)| weight.is_finite() && *weight > 0.0)
             .map(|(q, weight)| (q.bidder(), *weight))
             .collect();
-        clear_price(&sample, self.target, self.price)
+        clear_price::<C>(&sample, self.target, self.price)
     }
 }
 

@@ -9,10 +9,10 @@
 //! `τ − W₋₁(−βλ/α)/β`, its cap, or 0 when the query is insolvent). A server that sees
 //! requests one at a time can therefore carry λ as its only state and answer each
 //! arrival in O(1): [`OnlineAllocator::admit`] evaluates the best response at the
-//! current price (one W₋₁ evaluation, no allocation) and reserves the tokens from the
-//! current window's budget. When the window's remaining budget is smaller than the
-//! best response, the query gets its best response under the tighter cap "what is
-//! left" (SPEC §3 with `cap = remaining`), which may be 0.
+//! current price (for a shifted surge one W₋₁ evaluation, no allocation) and reserves
+//! the tokens from the current window's budget. When the window's remaining budget is
+//! smaller than the best response, the query gets its best response under the tighter
+//! cap "what is left" (SPEC §3 with `cap = remaining`), which may be 0.
 //!
 //! At each window boundary ([`OnlineAllocator::end_window`]) the price is re-cleared
 //! (SPEC §4) against the demand seen in the last few windows: a bounded reservoir
@@ -36,6 +36,28 @@
 //! budget divided by the measured share of a grant that is really spent, which lets
 //! the window grant more than its budget gross while its net charge stays within it.
 //!
+//! # Any curve
+//!
+//! The allocator is generic over the [`Curve`] of its queries and monomorphised:
+//! `OnlineAllocator` alone is `OnlineAllocator<ShiftedSurge>` (closed-form best
+//! response), and [`OnlineAllocatorBuilder::<C>::new`](OnlineAllocatorBuilder::new)
+//! builds one for [`Mixture`](crate::Mixture) (a posterior over the threshold, say),
+//! [`PiecewiseLinear`](crate::PiecewiseLinear), the empirical curve of the `fit`
+//! feature, or [`AnyCurve`](crate::AnyCurve) to mix kinds in one stream. Each admits
+//! with its curve's own best response; the demand sample clones the curve of only
+//! the few arrivals it keeps. The re-clear uses the solver's price search for
+//! shifted surges and bisection in `ln λ` for the other curve types.
+//!
+//! # Prepared classes
+//!
+//! Requests of a known class (one curve, weight and cap: a class with a shared shape,
+//! a cached posterior) can skip the per-request work: [`OnlineAllocator::prepare`]
+//! folds the curve's constants once into a [`PreparedQuery`], and
+//! [`OnlineAllocator::admit_prepared`] reads the class's grant from a cache in the
+//! handle while the price is unchanged, so that admission costs little more than the
+//! window's atomics (`docs/PERFORMANCE.md` has the figures). The grant is the one
+//! `admit` gives.
+//!
 //! # Where the budget comes from
 //!
 //! An allocator admits against the tokens it holds for the window. By default it
@@ -47,11 +69,11 @@
 //!
 //! # Concurrency
 //!
-//! The allocator is `Send + Sync`; share it behind an `Arc`. The hot path takes no
-//! blocking lock: the price is an `AtomicU64` (the bits of an `f64`), and the window's
-//! epoch and remaining budget are packed into one `AtomicU64` updated by
-//! compare-and-swap, so a reservation and the window it belongs to change together
-//! and a window rollover can never be charged twice. The demand sample sits behind a
+//! The allocator is `Send + Sync` (for every curve type); share it behind an `Arc`.
+//! The hot path takes no blocking lock: the price is an `AtomicU64` (the bits of an
+//! `f64`), and the window's epoch and remaining budget are packed into one
+//! `AtomicU64` updated by compare-and-swap, so a reservation and the window it
+//! belongs to change together and a window rollover can never be charged twice. The demand sample sits behind a
 //! `Mutex` that `admit` takes only for the few arrivals the reservoir keeps, and only
 //! if it is free; otherwise the arrival is counted but not sampled, which thins the
 //! sample at random without making any request wait. `end_window` takes the locks;
@@ -101,6 +123,7 @@ mod clear;
 #[cfg(feature = "fit")]
 mod learn;
 mod ledger;
+mod prepared;
 mod reservoir;
 #[cfg(test)]
 mod test_support;
@@ -112,10 +135,12 @@ pub use builder::OnlineAllocatorBuilder;
 #[cfg(feature = "fit")]
 pub use learn::{CurveLearner, CurveLearnerBuilder, CurvePrior, CurvePriorBuilder};
 pub use ledger::{BudgetLedger, ClosedWindow, InProcessLedger, Lease};
+pub use prepared::PreparedQuery;
 pub use reservoir::SampledQuery;
 pub use ticket::{Completed, Completion, Ticket};
 pub use window::MAX_WINDOW_BUDGET;
 
+use crate::model::{Curve, ShiftedSurge};
 use boundary::Clearing;
 use reservoir::Sampler;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,25 +184,31 @@ use window::{packed_remaining, HotCounters};
 /// # Ok::<(), clear_alloc::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct OnlineAllocator {
+pub struct OnlineAllocator<C: Curve = ShiftedSurge> {
     id: u64,
     budget: u64,
     window_length: Option<Duration>,
     default_cap: u64,
     refund_aware: bool,
     price_bits: AtomicU64,
+    /// Bumped after each price change, so that a [`PreparedQuery`] knows when its
+    /// cached grant is stale.
+    price_generation: AtomicU64,
     /// The full window count; guards the 24-bit epoch against wrap-around.
     epoch: AtomicU64,
     history_windows: usize,
     samples_per_window: u64,
     seed: u64,
+    /// `mix(window ^ seed)`, the reservoir's hash salt for the current window
+    /// (written at each window boundary, read by the arrivals past the first few).
+    window_salt: AtomicU64,
     /// Written by every request: kept off the cache line of the read-mostly price.
     hot: HotCounters,
-    ledger: Arc<dyn BudgetLedger>,
+    ledger: Arc<dyn BudgetLedger<C>>,
     /// Taken by a lease refill and by `end_window`, so the two never interleave.
     leases: Mutex<Leases>,
-    sampler: Mutex<Sampler>,
-    clearing: Mutex<Clearing>,
+    sampler: Mutex<Sampler<C>>,
+    clearing: Mutex<Clearing<C>>,
 }
 
 /// What the allocator has leased for the current window.
@@ -195,11 +226,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl OnlineAllocator {
-    /// A builder with the default options; a budget must be set.
+    /// A builder with the default options for [`ShiftedSurge`] queries; a budget must
+    /// be set. For another curve type, start from
+    /// [`OnlineAllocatorBuilder::<C>::new`](OnlineAllocatorBuilder::new).
     pub fn builder() -> OnlineAllocatorBuilder {
         OnlineAllocatorBuilder::default()
     }
+}
 
+impl<C: Curve> OnlineAllocator<C> {
     /// The budget of every window, in tokens (shared by every allocator on the same
     /// [`BudgetLedger`], when the ledger is shared).
     pub fn window_budget(&self) -> u64 {

@@ -4,11 +4,11 @@
 
 use super::OnlineAllocator;
 use crate::error::{Error, Result};
-use crate::model::ShiftedSurge;
-use crate::solver::Bidder;
+use crate::model::{Curve, ShiftedSurge};
 use std::sync::atomic::Ordering;
 
-/// One arrival kept in a window's demand sample: its curve, weight and cap.
+/// One arrival kept in a window's demand sample: its curve (any [`Curve`] type, a
+/// [`ShiftedSurge`] by default), weight and cap.
 ///
 /// A [`BudgetLedger`](super::BudgetLedger) shared by a fleet publishes these so that
 /// one price can be cleared from the demand every replica saw (see
@@ -20,29 +20,30 @@ use std::sync::atomic::Ordering;
 ///
 /// let sampled = SampledQuery::new(ShiftedSurge::new(151.0, 101.0, 0.95)?, 1.0, 4096)?;
 /// assert_eq!(sampled.cap(), 4096);
-/// assert!(SampledQuery::new(sampled.curve(), f64::NAN, 4096).is_err());
+/// assert!(SampledQuery::new(*sampled.curve(), f64::NAN, 4096).is_err());
 /// # Ok::<(), clear_alloc::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SampledQuery {
-    pub(super) curve: ShiftedSurge,
+pub struct SampledQuery<C: Curve = ShiftedSurge> {
+    pub(super) curve: C,
     pub(super) weight: f64,
     pub(super) cap: u64,
 }
 
-impl SampledQuery {
+impl<C: Curve> SampledQuery<C> {
     /// A sampled arrival with its priority weight and cap in tokens.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] (field `weight`) when the weight is NaN, infinite
-    /// or negative, or weight × ceiling (or ceiling / width) overflows — the checks a
-    /// query passes before it is admitted.
-    pub fn new(curve: ShiftedSurge, weight: f64, cap: u64) -> Result<Self> {
+    /// or negative, or weight × ceiling (or weight × the steepest slope) overflows —
+    /// the checks a query passes before it is admitted.
+    pub fn new(curve: C, weight: f64, cap: u64) -> Result<Self> {
+        // `peak · e` is the surge's `ceiling / width`, the constant its bidder forms
+        // (the check `Query::with_weight` makes).
+        let steepest = curve.peak_marginal() * std::f64::consts::E;
         let reason = if !(weight.is_finite() && weight >= 0.0) {
             "must be finite and >= 0"
-        } else if !(weight * curve.ceiling()).is_finite()
-            || !(weight * (curve.ceiling() * curve.beta())).is_finite()
-        {
+        } else if !(weight * curve.ceiling()).is_finite() || !(weight * steepest).is_finite() {
             "is too large: weight times ceiling (or ceiling / width) overflows"
         } else {
             return Ok(SampledQuery { curve, weight, cap });
@@ -51,8 +52,8 @@ impl SampledQuery {
     }
 
     /// The arrival's accuracy curve.
-    pub fn curve(&self) -> ShiftedSurge {
-        self.curve
+    pub fn curve(&self) -> &C {
+        &self.curve
     }
 
     /// The arrival's priority weight.
@@ -66,31 +67,31 @@ impl SampledQuery {
     }
 
     /// The constants of its best response, as the price search needs them.
-    pub(super) fn bidder(&self) -> Bidder {
-        Bidder::new(&self.curve, self.weight, self.cap as f64)
+    pub(super) fn bidder(&self) -> C::Bidder {
+        self.curve.bidder(self.weight, self.cap as f64)
     }
 }
 
 /// A bounded sample of one window's arrivals.
 #[derive(Debug)]
-pub(super) struct WindowSample {
-    pub(super) queries: Vec<SampledQuery>,
+pub(super) struct WindowSample<C: Curve> {
+    pub(super) queries: Vec<SampledQuery<C>>,
     /// All arrivals of the window, sampled or not.
     pub(super) arrivals: u64,
 }
 
 #[derive(Debug)]
-pub(super) struct Sampler {
+pub(super) struct Sampler<C: Curve> {
     /// A ring of the last `history_windows` windows; `current` is filling.
-    slots: Vec<WindowSample>,
+    slots: Vec<WindowSample<C>>,
     current: usize,
     /// Windows closed so far (the ring is full once this reaches its length).
     closed: u64,
 }
 
-impl Sampler {
+impl<C: Curve> Sampler<C> {
     /// A ring of `windows` empty samples of room for `capacity` arrivals each.
-    pub(super) fn new(windows: usize, capacity: usize) -> Sampler {
+    pub(super) fn new(windows: usize, capacity: usize) -> Self {
         let slots = (0..windows)
             .map(|_| WindowSample {
                 queries: Vec::with_capacity(capacity),
@@ -106,7 +107,7 @@ impl Sampler {
 
     /// Stores `sampled` in the filling window's sample: appended while the sample is
     /// not full (`slot` is `None`), else over the sample at `slot`.
-    fn store(&mut self, slot: Option<usize>, sampled: SampledQuery, capacity: usize) {
+    fn store(&mut self, slot: Option<usize>, sampled: SampledQuery<C>, capacity: usize) {
         let queries = &mut self.slots[self.current].queries;
         match slot {
             Some(i) if i < queries.len() => queries[i] = sampled,
@@ -116,13 +117,13 @@ impl Sampler {
     }
 
     /// The window being filled.
-    pub(super) fn filling(&self) -> &WindowSample {
+    pub(super) fn filling(&self) -> &WindowSample<C> {
         &self.slots[self.current]
     }
 
     /// Closes the filling window with its arrival count, writes the history's
     /// weighted sample into `out`, and starts an empty window.
-    pub(super) fn close_window(&mut self, arrivals: u64, out: &mut Vec<(Bidder, f64)>) {
+    pub(super) fn close_window(&mut self, arrivals: u64, out: &mut Vec<(C::Bidder, f64)>) {
         self.slots[self.current].arrivals = arrivals;
         self.closed += 1;
         let windows = self.closed.min(self.slots.len() as u64) as f64;
@@ -151,26 +152,48 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl OnlineAllocator {
+/// The reservoir's hash salt for window `window`: arrivals are hashed with it, so
+/// that each window keeps a different pseudo-random subset.
+pub(super) fn salt(window: u64, seed: u64) -> u64 {
+    mix(window ^ seed)
+}
+
+/// `hash` mapped onto `0..=n` by a multiply-high (Lemire 2019): uniform up to a bias
+/// of `n / 2⁶⁴`, without the 64-bit division of `hash mod (n + 1)`.
+fn below(hash: u64, n: u64) -> u64 {
+    ((u128::from(hash) * (u128::from(n) + 1)) >> 64) as u64
+}
+
+impl<C: Curve> OnlineAllocator<C> {
     /// Algorithm R (Vitter 1985) on the window's arrival number `n` (0-based): the
     /// first `k` arrivals fill the sample, and arrival `n ≥ k` replaces sample `j` when
-    /// `j = hash(n) mod (n + 1)` falls below `k`, so every arrival ends up in the
-    /// sample with the same probability. Only the arrivals that are stored (a share
-    /// `k / n` of them) take the lock, and only if it is free.
-    pub(super) fn sample(&self, arrival: u64, sampled: SampledQuery) {
+    /// `j`, a hash of `n` mapped onto `0..=n`, falls below `k`, so every arrival ends
+    /// up in the sample with the same probability. Only the arrivals that are stored
+    /// (a share `k / n` of them) take the lock, and only if it is free.
+    #[inline]
+    pub(super) fn sample(&self, arrival: u64, sampled: impl FnOnce() -> SampledQuery<C>) {
         let capacity = self.samples_per_window;
         let slot = if arrival < capacity {
             None
         } else {
-            let epoch = self.epoch.load(Ordering::Relaxed);
-            let pick = mix(arrival ^ mix(epoch ^ self.seed)) % (arrival + 1);
+            let salt = self.window_salt.load(Ordering::Relaxed);
+            let pick = below(mix(arrival ^ salt), arrival);
             if pick >= capacity {
                 return;
             }
             Some(pick as usize)
         };
+        self.keep(slot, sampled);
+    }
+
+    /// Stores a kept arrival if the sample is free, cloning its curve only then (the
+    /// rare path of [`sample`](Self::sample), out of line so that the common one
+    /// stays small).
+    #[cold]
+    #[inline(never)]
+    fn keep(&self, slot: Option<usize>, sampled: impl FnOnce() -> SampledQuery<C>) {
         if let Ok(mut sampler) = self.sampler.try_lock() {
-            sampler.store(slot, sampled, capacity as usize);
+            sampler.store(slot, sampled(), self.samples_per_window as usize);
         }
     }
 }

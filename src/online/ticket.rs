@@ -4,6 +4,7 @@
 use super::window::{pack, packed_epoch, packed_remaining, short_epoch};
 use super::OnlineAllocator;
 use crate::error::{Error, Result};
+use crate::model::Curve;
 use std::sync::atomic::Ordering;
 
 /// One request's grant: the tokens it may spend and the window that paid for them.
@@ -89,7 +90,7 @@ pub struct Completed {
     pub completion: Completion,
 }
 
-impl OnlineAllocator {
+impl<C: Curve> OnlineAllocator<C> {
     /// [`complete`](Self::complete) that also says how the request ended, for a curve
     /// learner (`CurveLearner::observe`, feature `fit`): whether it stopped by itself
     /// and, when known, whether it was correct. The refund is the same.

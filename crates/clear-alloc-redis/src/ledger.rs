@@ -305,6 +305,8 @@ impl RedisLedger {
     }
 }
 
+/// For allocators of shifted-surge queries (the default curve type): the demand
+/// samples go to Redis as `(threshold, width, ceiling, weight, cap)` records.
 impl BudgetLedger for RedisLedger {
     fn open(&self, window: u64, budget: u64) -> Lease {
         let mut state = lock(&self.state);

@@ -6,6 +6,12 @@
 //! (no round trip per request), returns what it did not use at the window's end, and
 //! admits at one price cleared from the demand samples of every replica.
 //!
+//! The ledger serves allocators of [`ShiftedSurge`] queries (the default curve type):
+//! it implements `BudgetLedger<ShiftedSurge>` only, because the demand samples it
+//! stores in Redis are encoded as `(threshold, width, ceiling, weight, cap)` records.
+//! An allocator of another curve type (`OnlineAllocator<Mixture>`, say) needs a
+//! ledger of its own (see [`BudgetLedger`] for what one implements).
+//!
 //! ```no_run
 //! use clear_alloc::online::OnlineAllocator;
 //! use clear_alloc_redis::RedisLedger;
@@ -34,6 +40,7 @@
 //!
 //! [`BudgetLedger`]: clear_alloc::online::BudgetLedger
 //! [`OnlineAllocator`]: clear_alloc::online::OnlineAllocator
+//! [`ShiftedSurge`]: clear_alloc::ShiftedSurge
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -206,3 +206,80 @@ fn bad_options_and_overruns_are_errors_naming_the_field() {
         Err(Error::InvalidParameter { field: "used", .. })
     ));
 }
+
+/// A class whose prior threshold is 4× too high, admitted at a fixed price at which
+/// the prior curve is abandoned (its best average utility per token, about
+/// 6.7e-4, is below the price) while the true curve is funded (about 1.4e-3):
+/// 20 windows of 100 requests, each granted its admission curve's best response,
+/// each completion drawn from the truth.
+fn explore(share: f64) -> ShiftedSurge {
+    let prior = CurvePrior::builder()
+        .curve(ShiftedSurge::new(600.0, 100.0, 0.8).unwrap())
+        .threshold_spread(1.0)
+        .build()
+        .unwrap();
+    let learner = CurveLearner::builder()
+        .prior("c", prior)
+        .exploration(share)
+        .build()
+        .unwrap();
+    let (price, t) = (1e-3, truth());
+    assert_eq!(prior.curve().best_response(price, 4096.0).unwrap(), 0.0);
+    assert!(t.best_response(price, 4096.0).unwrap() > 0.0);
+    let mut rng = StdRng::seed_from_u64(11);
+    let gamma = Gamma::new(2.0, t.width()).unwrap();
+    for _ in 0..20 {
+        for _ in 0..100 {
+            let curve = learner.curve_to_admit(&"c");
+            let grant = curve.best_response(price, 4096.0).unwrap().floor() as u64;
+            let length = (t.threshold() + gamma.sample(&mut rng)).ceil() as u64;
+            let completion = if length <= grant {
+                Completion::finished(length)
+            } else {
+                Completion::cut_off(grant)
+            };
+            let completed = Completed {
+                credited: 0,
+                grant,
+                completion,
+            };
+            learner.observe("c", &completed).unwrap();
+        }
+        learner.end_window();
+    }
+    learner.curve(&"c")
+}
+
+#[test]
+fn without_exploration_an_abandoned_class_never_learns() {
+    assert_eq!(explore(0.0).threshold(), 600.0);
+}
+
+#[test]
+fn exploration_finds_the_threshold_of_an_abandoned_class() {
+    let learned = explore(0.1);
+    // The truth is 150; the prior said 600.
+    assert!(
+        (100.0..250.0).contains(&learned.threshold()),
+        "learned {learned:?}"
+    );
+    // And the learned curve is now funded at the price, so every request teaches.
+    assert!(learned.best_response(1e-3, 4096.0).unwrap() > 0.0);
+}
+
+#[test]
+fn exploration_must_be_a_share_below_one() {
+    for bad in [-0.1, 1.0, f64::NAN] {
+        let err = CurveLearner::<u8>::builder()
+            .exploration(bad)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidOption {
+                option: "exploration",
+                ..
+            }
+        ));
+    }
+}
