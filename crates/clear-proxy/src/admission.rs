@@ -115,7 +115,9 @@ impl Admission {
         }
         let leased_before = Mutex::new(leased_so_far(ledger.as_deref()));
         let online = builder.build().map_err(|e| e.to_string())?;
-        let learning = config.learn.then(|| Learning::new(&config.classes));
+        let learning = config
+            .learn
+            .then(|| Learning::new(&config.classes, config.learn_exploration));
         if let Some(l) = &learning {
             l.publish(&metrics);
         }
@@ -214,7 +216,7 @@ impl Admission {
         let reserve = request.answer_reserve;
         let learning = self.learning.as_ref().filter(|_| !request.curve_given);
         let curve = match learning {
-            Some(l) => l.curve(&request.class),
+            Some(l) => l.curve_to_admit(&request.class),
             None => request
                 .curve
                 .with_threshold(request.curve.threshold() + reserve as f64)

@@ -139,6 +139,10 @@ pub struct ConfigBuilder {
     pub namespace: Option<String>,
     /// See [`Flags::learn`] [default: false].
     pub learn: Option<bool>,
+    /// With `learn`: the share of each class's requests admitted on an optimistic
+    /// curve (threshold e^(-2) of the learned one), so that a class whose curve looks
+    /// hopeless at the price is still observed; in [0, 1) [default: 0].
+    pub learn_exploration: Option<f64>,
 }
 
 /// A setting that failed validation.
@@ -193,6 +197,7 @@ pub struct Config {
     pub(crate) log_level: tracing::Level,
     pub(crate) ledger: Option<LedgerSpec>,
     pub(crate) learn: bool,
+    pub(crate) learn_exploration: f64,
 }
 
 fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -376,6 +381,13 @@ impl ConfigBuilder {
                 format!("must be in 1 ..= 1024, got {history_windows}"),
             ));
         }
+        let learn_exploration = self.learn_exploration.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&learn_exploration) {
+            return Err(ConfigError::new(
+                "learn_exploration",
+                format!("must be in [0, 1), got {learn_exploration}"),
+            ));
+        }
         let ledger = LedgerSpec::build(self.ledger, self.namespace, window)?;
         let dialect = self.dialect.unwrap_or(Dialect::Openai);
         let classes = ClassTable::build(
@@ -409,6 +421,7 @@ impl ConfigBuilder {
             log_level,
             ledger,
             learn: self.learn.unwrap_or(false),
+            learn_exploration,
         })
     }
 }
@@ -593,6 +606,20 @@ mod tests {
                     ..minimal()
                 },
                 "log_level",
+            ),
+            (
+                ConfigBuilder {
+                    learn_exploration: Some(1.0),
+                    ..minimal()
+                },
+                "learn_exploration",
+            ),
+            (
+                ConfigBuilder {
+                    learn_exploration: Some(f64::NAN),
+                    ..minimal()
+                },
+                "learn_exploration",
             ),
         ];
         for (builder, field) in cases {

@@ -76,9 +76,11 @@ pub fn completion_curve(class: &Class) -> Option<ShiftedSurge> {
 impl Learning {
     /// A learner whose prior for each class is its configured curve shifted by its
     /// answer reserve, with the core's default spreads (a factor e either way on
-    /// threshold and width) and the ceiling worth 10 judged completions.
-    pub fn new(classes: &ClassTable) -> Self {
-        let mut builder = CurveLearner::builder();
+    /// threshold and width) and the ceiling worth 10 judged completions; `exploration`
+    /// is the share of each class's requests admitted on an optimistic curve
+    /// ([`CurveLearner::curve_to_admit`]; in `[0, 1)`, checked by the config).
+    pub fn new(classes: &ClassTable, exploration: f64) -> Self {
+        let mut builder = CurveLearner::builder().exploration(exploration);
         for class in classes.iter() {
             let prior = completion_curve(class)
                 .and_then(|curve| CurvePrior::builder().curve(curve).build().ok());
@@ -89,7 +91,7 @@ impl Learning {
         Learning {
             learner: builder
                 .build()
-                .expect("the default learner options are valid"),
+                .expect("the learner options are valid (exploration checked by the config)"),
             classes: classes.names().map(str::to_string).collect(),
             queue: Mutex::new(Queue::default()),
         }
@@ -105,6 +107,12 @@ impl Learning {
     /// The class's current completion curve (its prior until it has learned).
     pub fn curve(&self, class: &str) -> ShiftedSurge {
         self.learner.curve(&class.to_string())
+    }
+
+    /// The completion curve to admit the class's next request on: its current one,
+    /// or for the exploration share an optimistic one.
+    pub fn curve_to_admit(&self, class: &str) -> ShiftedSurge {
+        self.learner.curve_to_admit(&class.to_string())
     }
 
     /// Completions the class's sample holds.
@@ -232,13 +240,13 @@ mod tests {
 
     #[test]
     fn the_prior_is_the_class_curve_shifted_by_its_reserve() {
-        let learning = Learning::new(&table());
+        let learning = Learning::new(&table(), 0.0);
         assert_eq!(learning.curve("math").threshold(), 500.0);
     }
 
     #[test]
     fn a_completion_waits_for_feedback_then_a_whole_window() {
-        let learning = Learning::new(&table());
+        let learning = Learning::new(&table(), 0.0);
         learning.completed("a".into(), "math".into(), done(900, 300, false));
         learning.completed("b".into(), "math".into(), done(900, 320, false));
         assert_eq!(
@@ -258,7 +266,7 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded() {
-        let learning = Learning::new(&table());
+        let learning = Learning::new(&table(), 0.0);
         for i in 0..MAX_PENDING + 10 {
             learning.completed(i.to_string(), "math".into(), done(900, 300, false));
         }

@@ -29,9 +29,13 @@ fn thinking(draws: &mut Draws) -> u64 {
 /// A class whose configured curve is off: threshold half the truth, width twice.
 /// `max_thinking` limits the grant, so completions longer than it are cut off.
 fn config(max_thinking: u64) -> String {
+    config_with(150.0, max_thinking, "")
+}
+
+fn config_with(threshold: f64, max_thinking: u64, extra: &str) -> String {
     format!(
-        "learn = true\ntokens_per_window = 10000000\nanswer_reserve = {ANSWER}\n\
-         [classes.default]\nthreshold = 150.0\nwidth = 120.0\nceiling = 0.9\n\
+        "learn = true\ntokens_per_window = 10000000\nanswer_reserve = {ANSWER}\n{extra}\n\
+         [classes.default]\nthreshold = {threshold:.1}\nwidth = 120.0\nceiling = 0.9\n\
          max_thinking_tokens = {max_thinking}\n"
     )
 }
@@ -43,13 +47,20 @@ fn learned(proxy: &Running, what: &str) -> f64 {
 }
 
 /// Sends `n` requests with thinking lengths from the true law, 8 at a time, every
-/// other one streamed; returns their request ids.
+/// other one streamed; returns the ids of those granted.
 async fn traffic(proxy: &Running, n: usize, seed: u64) -> Vec<String> {
+    let (ids, rejected) = traffic_counted(proxy, n, seed).await;
+    assert_eq!(rejected, 0);
+    ids
+}
+
+/// As [`traffic`], also counting the requests rejected (429).
+async fn traffic_counted(proxy: &Running, n: usize, seed: u64) -> (Vec<String>, usize) {
     let mut draws = Draws::new(seed);
     let prompts: Vec<String> = (0..n)
         .map(|_| format!("think={} answer={ANSWER}", thinking(&mut draws)))
         .collect();
-    let mut ids = Vec::new();
+    let (mut ids, mut rejected) = (Vec::new(), 0);
     for chunk in prompts.chunks(8) {
         let answers = futures_util::future::join_all(chunk.iter().enumerate().map(|(i, p)| {
             let stream = if i % 2 == 1 {
@@ -61,11 +72,15 @@ async fn traffic(proxy: &Running, n: usize, seed: u64) -> Vec<String> {
         }))
         .await;
         for a in answers {
+            if a.status == 429 {
+                rejected += 1;
+                continue;
+            }
             assert_eq!(a.status, 200, "{}", a.body);
             ids.push(a.header("x-clear-request-id").expect("a request id"));
         }
     }
-    ids
+    (ids, rejected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,4 +141,39 @@ async fn feedback_teaches_the_ceiling_and_given_curves_are_not_learned() {
     // judged ones (0.8 weight after one window's decay): (9 + 24) / (10 + 96) ≈ 0.31.
     let ceiling = learned(&proxy, "ceiling");
     assert!((ceiling - 0.31).abs() < 0.05, "ceiling {ceiling}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exploration_rescues_a_class_whose_prior_looks_hopeless() {
+    let engine = Mock::start().await;
+    // Configured threshold 1200 > the thinking cap 400: the class's curve cannot pay
+    // for any grant, so without exploration every request is rejected and nothing is
+    // learned; with 10 % exploration one in ten is admitted on an optimistic curve.
+    let hopeless = config_with(1200.0, 400, "");
+    let proxy = start(&engine.url(), &hopeless).await;
+    let (_, rejected) = traffic_counted(&proxy, 40, 3).await;
+    assert_eq!(rejected, 40);
+    proxy.proxy.end_window();
+    proxy.proxy.end_window();
+    assert_eq!(learned(&proxy, "sample_completions"), 0.0);
+
+    let exploring = config_with(1200.0, 400, "learn_exploration = 0.1");
+    let proxy = start(&engine.url(), &exploring).await;
+    let (ids, _) = traffic_counted(&proxy, 400, 5).await;
+    assert!((35..=45).contains(&ids.len()), "{} explored", ids.len());
+    proxy.proxy.end_window();
+    proxy.proxy.end_window();
+    let threshold = learned(&proxy, "threshold_tokens");
+    let truth = THRESHOLD + ANSWER as f64;
+    assert!(
+        (threshold - truth).abs() < 0.25 * truth,
+        "threshold {threshold} vs {truth}"
+    );
+    // Learned: the class is admitted on its own curve again.
+    let (granted, rejected) = traffic_counted(&proxy, 40, 9).await;
+    assert!(
+        granted.len() > 30,
+        "{} granted, {rejected} rejected",
+        granted.len()
+    );
 }
