@@ -13,4 +13,5 @@
 
 pub mod allocate;
 pub mod input;
+mod request;
 pub mod wire;

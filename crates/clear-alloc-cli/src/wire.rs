@@ -45,12 +45,19 @@ use clear_alloc::{
 ///   the query's rollouts (the share correct within `b` tokens).
 ///
 /// `expected_utility` in the response is computed on these curves as given.
+///
+/// [`QueryFields`] with the id held as a `String`; the program itself reads ids
+/// borrowed from the request's bytes.
+pub type QuerySpec = QueryFields<String>;
+
+/// The fields of one query on the wire (see [`QuerySpec`]), generic in how the id is
+/// held.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QuerySpec {
+pub struct QueryFields<Id> {
     /// The caller's name for the query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Id>,
     /// Emergence threshold τ in tokens.
     #[serde(default)]
     pub threshold: Option<f64>,
@@ -137,7 +144,7 @@ fn kind_error(kind: &'static str, at: QueryRef) -> impl Fn(Error) -> Error {
     }
 }
 
-impl QuerySpec {
+impl<Id: AsRef<str>> QueryFields<Id> {
     /// Validates the spec into a [`Query`]; `index` is its position, for errors.
     ///
     /// # Errors
@@ -145,16 +152,23 @@ impl QuerySpec {
     /// conflicting; [`Error::InvalidQuery`] naming the query and the field that is out
     /// of its domain.
     pub fn to_query(&self, index: usize) -> Result<Query<AnyCurve>> {
-        let at = QueryRef::at(index, self.id.as_deref());
+        let query = self.to_unnamed_query(index)?;
+        Ok(match &self.id {
+            Some(id) => query.with_id(id.as_ref()),
+            None => query,
+        })
+    }
+
+    /// [`to_query`](Self::to_query) without copying the id into the query: its errors
+    /// still name it, and the program echoes it from the request.
+    pub(crate) fn to_unnamed_query(&self, index: usize) -> Result<Query<AnyCurve>> {
+        let at = QueryRef::at(index, self.id.as_ref().map(AsRef::as_ref));
         let curve = self.curve(&at)?;
         let mut query = Query::new(curve)
             .with_weight(self.weight.unwrap_or(1.0))
             .map_err(|e| e.for_query(at.clone()))?;
         if let Some(cap) = self.cap {
             query = query.with_cap(cap);
-        }
-        if let Some(id) = &self.id {
-            query = query.with_id(id.clone());
         }
         Ok(query)
     }
@@ -313,6 +327,19 @@ impl AllocationRequest {
     /// the first bad query and field, or the query whose weight makes the batch's total
     /// utility overflow.
     pub fn run(&self) -> Result<AllocationResponse> {
+        let allocator = self.allocator()?;
+        let queries = self
+            .queries
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| spec.to_query(i))
+            .collect::<Result<Vec<_>>>()?;
+        let allocation = self.clear(&allocator, &queries, |i| queries[i].id())?;
+        Ok(AllocationResponse::new(&queries, &allocation))
+    }
+
+    /// The allocator of the request's `default_cap` and `granularity`.
+    pub(crate) fn allocator(&self) -> Result<Allocator> {
         let mut builder = Allocator::builder();
         if let Some(cap) = self.default_cap {
             builder = builder.default_cap(cap);
@@ -320,33 +347,41 @@ impl AllocationRequest {
         if let Some(g) = self.granularity {
             builder = builder.granularity(g);
         }
-        let allocator = builder.build()?;
-        let queries = self
-            .queries
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| spec.to_query(i))
-            .collect::<Result<Vec<_>>>()?;
-        check_total_utility(&queries)?;
-        let allocation = match (self.budget, self.price) {
-            (Some(budget), None) => allocator.allocate(&queries, budget)?,
-            (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
-            (Some(_), Some(_)) => {
-                return Err(Error::missing_field(
-                    None,
-                    "price",
-                    "conflicts with budget: give exactly one of budget and price",
-                ))
-            }
-            (None, None) => {
-                return Err(Error::missing_field(
-                    None,
-                    "budget",
-                    "is missing: give a budget (tokens) or a price (utility per token)",
-                ))
-            }
-        };
-        Ok(AllocationResponse::new(&queries, &allocation))
+        builder.build()
+    }
+
+    /// Allocates `queries` (the request's, validated) by the request's budget or
+    /// price; `id_of(i)` is query `i`'s id, which errors name.
+    pub(crate) fn clear<'q>(
+        &self,
+        allocator: &Allocator,
+        queries: &[Query<AnyCurve>],
+        id_of: impl Fn(usize) -> Option<&'q str>,
+    ) -> Result<Allocation> {
+        check_total_utility(queries, &id_of)?;
+        match (self.budget, self.price) {
+            (Some(budget), None) => allocator.allocate(queries, budget),
+            (None, Some(price)) => allocator.allocate_at_price(queries, price),
+            (Some(_), Some(_)) => Err(Error::missing_field(
+                None,
+                "price",
+                "conflicts with budget: give exactly one of budget and price",
+            )),
+            (None, None) => Err(Error::missing_field(
+                None,
+                "budget",
+                "is missing: give a budget (tokens) or a price (utility per token)",
+            )),
+        }
+        .map_err(|error| match error {
+            Error::InvalidQuery {
+                query: QueryRef {
+                    index: Some(index), ..
+                },
+                ..
+            } => error.for_query(QueryRef::at(index, id_of(index))),
+            other => other,
+        })
     }
 }
 
@@ -354,14 +389,17 @@ impl AllocationRequest {
 /// finite, but their sum can still overflow (two weights of 1e308): the response's
 /// `expected_utility` would then be infinite, which JSON cannot carry. Such a batch is
 /// refused, naming the query at which the sum (in input order, as the allocation adds
-/// it) overflows.
-fn check_total_utility<C: Curve>(queries: &[Query<C>]) -> Result<()> {
+/// it) overflows; `id_of(i)` is query `i`'s id.
+fn check_total_utility<'q, C: Curve>(
+    queries: &[Query<C>],
+    id_of: impl Fn(usize) -> Option<&'q str>,
+) -> Result<()> {
     let mut bound = 0.0_f64;
     for (index, query) in queries.iter().enumerate() {
         bound += query.weight() * query.curve().ceiling();
         if !bound.is_finite() {
             return Err(Error::invalid_query(
-                QueryRef::at(index, query.id()),
+                QueryRef::at(index, id_of(index)),
                 "weight",
                 query.weight(),
                 "makes the batch's total utility (the sum of weight times ceiling) \
@@ -415,24 +453,98 @@ pub struct AllocationResponse {
 impl AllocationResponse {
     /// The response for `allocation` of `queries`.
     pub fn new<C: Curve>(queries: &[Query<C>], allocation: &Allocation) -> Self {
+        let view = ResponseView::new(allocation, queries.iter().map(Query::id));
         AllocationResponse {
+            price: view.price,
+            marginal_price: view.marginal_price,
+            total_tokens: view.total_tokens,
+            leftover: view.leftover,
+            expected_utility: view.expected_utility,
+            allocations: view
+                .grants()
+                .map(|grant| QueryGrant {
+                    id: grant.id.map(str::to_owned),
+                    tokens: grant.tokens,
+                    utility: grant.utility,
+                    abandoned: grant.abandoned,
+                    decision: grant.decision,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An [`AllocationResponse`] as it is written, without building one: the same fields
+/// in the same order, each grant made from the allocation as it is serialised, with
+/// its id borrowed (from the queries or straight from the request's bytes).
+#[derive(Serialize)]
+#[serde(bound = "GrantsView<'a, Ids>: Serialize")]
+pub(crate) struct ResponseView<'a, Ids> {
+    price: Option<f64>,
+    marginal_price: Option<f64>,
+    total_tokens: u64,
+    leftover: u64,
+    expected_utility: f64,
+    #[serde(rename = "allocations")]
+    grants: GrantsView<'a, Ids>,
+}
+
+/// The `allocations` of a [`ResponseView`]: `ids` zipped with the allocation's grants.
+pub(crate) struct GrantsView<'a, Ids> {
+    allocation: &'a Allocation,
+    ids: Ids,
+}
+
+/// A [`QueryGrant`] with its id borrowed.
+#[derive(Serialize)]
+struct GrantView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    tokens: u64,
+    utility: f64,
+    abandoned: bool,
+    decision: Decision,
+}
+
+impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> ResponseView<'a, Ids> {
+    /// The response to `allocation`; `ids` yields each query's id in input order.
+    pub(crate) fn new(allocation: &'a Allocation, ids: Ids) -> Self {
+        ResponseView {
             price: allocation.price().map(unsigned_zero),
             marginal_price: allocation.marginal_price().map(unsigned_zero),
             total_tokens: allocation.total_tokens(),
             leftover: allocation.leftover(),
             expected_utility: unsigned_zero(allocation.total_utility()),
-            allocations: queries
-                .iter()
-                .zip(allocation.queries())
-                .map(|(q, a)| QueryGrant {
-                    id: q.id().map(str::to_owned),
-                    tokens: a.tokens,
-                    utility: unsigned_zero(a.utility),
-                    abandoned: a.tokens == 0,
-                    decision: a.decision,
-                })
-                .collect(),
+            grants: GrantsView { allocation, ids },
         }
+    }
+
+    fn grants(&self) -> impl Iterator<Item = GrantView<'a>> {
+        self.grants.iter()
+    }
+}
+
+impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> GrantsView<'a, Ids> {
+    fn iter(&self) -> impl Iterator<Item = GrantView<'a>> {
+        self.ids
+            .clone()
+            .zip(self.allocation.queries())
+            .map(|(id, a)| GrantView {
+                id,
+                tokens: a.tokens,
+                utility: unsigned_zero(a.utility),
+                abandoned: a.tokens == 0,
+                decision: a.decision,
+            })
+    }
+}
+
+impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> Serialize for GrantsView<'a, Ids> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
     }
 }
 
