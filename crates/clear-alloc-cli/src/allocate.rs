@@ -19,7 +19,7 @@ use std::io::Write;
 
 use crate::input::{check_size, one_line};
 use crate::request;
-use crate::wire::ResponseView;
+pub use crate::request::Request;
 
 /// Default for `--max-request-bytes`: 64 MiB, some 500 000 queries as written by
 /// `clear-alloc fit`.
@@ -119,7 +119,8 @@ pub fn run_allocate(input: &[u8], options: &AllocateOptions) -> Result<String, S
 
 /// [`run_allocate`] writing the response to `out` as it is serialised, with no copy
 /// of it in memory (give it a buffered writer); nothing is written unless the request
-/// is valid and allocated.
+/// is valid and allocated. It is [`read_request`], [`Request::allocate`] and
+/// [`Request::write_response`] in turn.
 ///
 /// # Errors
 /// One line (control characters escaped) naming what is wrong: the JSON, trailing
@@ -130,6 +131,19 @@ pub fn write_allocate(
     options: &AllocateOptions,
     out: impl Write,
 ) -> Result<(), String> {
+    let request = read_request(input, options)?;
+    let allocation = request.allocate()?;
+    request.write_response(&allocation, options.pretty, out)
+}
+
+/// Reads the request in `input` (nothing but whitespace may follow it) within the
+/// limits of `options`, and applies their budget or price.
+///
+/// # Errors
+/// One line naming what is wrong: the JSON (with its path, `queries[3].threshold: …`),
+/// input after the request, or a limit exceeded. A query that is well-formed JSON but
+/// not a valid query is reported by [`Request::allocate`].
+pub fn read_request<'a>(input: &'a [u8], options: &AllocateOptions) -> Result<Request<'a>, String> {
     check_size(
         input.len(),
         options.max_request_bytes,
@@ -152,23 +166,7 @@ pub fn write_allocate(
         terms.price = Some(price);
         terms.budget = None;
     }
-    let invalid = |e: clear_alloc::Error| one_line(&e.to_string());
-    let allocator = request.terms.allocator().map_err(invalid)?;
-    if let Some(error) = request.invalid.take() {
-        return Err(invalid(error));
-    }
-    let allocation = request
-        .terms
-        .clear(&allocator, &request.queries, |i| request.id(i))
-        .map_err(invalid)?;
-    let ids = request.ids.iter().map(|id| id.as_ref().map(AsRef::as_ref));
-    let response = ResponseView::new(&allocation, ids);
-    if options.pretty {
-        serde_json::to_writer_pretty(out, &response)
-    } else {
-        serde_json::to_writer(out, &response)
-    }
-    .map_err(|e| one_line(&format!("response: {e}")))
+    Ok(request)
 }
 
 #[cfg(test)]

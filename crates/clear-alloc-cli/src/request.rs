@@ -10,14 +10,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Write;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use clear_alloc::{AnyCurve, Error, Query};
+use clear_alloc::{Allocation, AnyCurve, Error, Query, ShiftedSurge};
 
 use crate::input::one_line;
-use crate::wire::{AllocationRequest, QueryFields};
+use crate::wire::{AllocationRequest, QueryFields, ResponseView};
 
 /// A query's id as read: borrowed from the request's bytes unless it holds an escape.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,25 +52,121 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedId<'a> {
     }
 }
 
-/// A request as read.
+/// A request as `clear-alloc allocate` reads it (with
+/// [`read_request`](crate::allocate::read_request)): its queries validated, their ids
+/// borrowed from the request's bytes.
 #[derive(Debug)]
-pub(crate) struct Request<'a> {
+pub struct Request<'a> {
     /// Budget, price, default cap and granularity (`queries` is left empty).
-    pub terms: AllocationRequest,
+    pub(crate) terms: AllocationRequest,
     /// The queries, validated, without their ids; up to the first invalid one.
-    pub queries: Vec<Query<AnyCurve>>,
+    pub(crate) queries: Batch,
     /// Each query's id, in input order.
-    pub ids: Vec<Option<BorrowedId<'a>>>,
+    pub(crate) ids: Vec<Option<BorrowedId<'a>>>,
     /// The first query that is not valid.
-    pub invalid: Option<Error>,
+    pub(crate) invalid: Option<Error>,
     /// How many queries the request holds, when that is more than the limit.
-    pub over_limit: Option<usize>,
+    pub(crate) over_limit: Option<usize>,
 }
 
 impl Request<'_> {
+    /// How many queries the request holds.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the request holds no query.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// Query `index`'s id.
-    pub fn id(&self, index: usize) -> Option<&str> {
+    fn id(&self, index: usize) -> Option<&str> {
         self.ids[index].as_ref().map(AsRef::as_ref)
+    }
+
+    /// Allocates the request's budget (or prices its queries) as
+    /// [`AllocationRequest::run`] does.
+    ///
+    /// # Errors
+    /// One line: a bad `default_cap` or `granularity`, the first query that is not
+    /// valid (naming it and the field), a batch whose total utility overflows, or a
+    /// missing or conflicting budget and price.
+    pub fn allocate(&self) -> Result<Allocation, String> {
+        let invalid = |e: &Error| one_line(&e.to_string());
+        let allocator = self.terms.allocator().map_err(|e| invalid(&e))?;
+        if let Some(error) = &self.invalid {
+            return Err(invalid(error));
+        }
+        let id_of = |i| self.id(i);
+        match &self.queries {
+            Batch::Surges(queries) => self.terms.clear(&allocator, queries, id_of),
+            Batch::Mixed(queries) => self.terms.clear(&allocator, queries, id_of),
+        }
+        .map_err(|e| invalid(&e))
+    }
+
+    /// Writes the response to `allocation` (of this request) to `out`: an
+    /// [`AllocationResponse`](crate::wire::AllocationResponse), compact or, if
+    /// `pretty`, indented.
+    ///
+    /// # Errors
+    /// Why writing to `out` failed (`response: …`).
+    pub fn write_response(
+        &self,
+        allocation: &Allocation,
+        pretty: bool,
+        out: impl Write,
+    ) -> Result<(), String> {
+        let ids = self.ids.iter().map(|id| id.as_ref().map(AsRef::as_ref));
+        let response = ResponseView::new(allocation, ids);
+        if pretty {
+            serde_json::to_writer_pretty(out, &response)
+        } else {
+            serde_json::to_writer(out, &response)
+        }
+        .map_err(|e| one_line(&format!("response: {e}")))
+    }
+}
+
+/// A request's queries: shifted surges only, as most requests are, which the allocator
+/// serves without dispatching on the curve's kind; or curves of any kind.
+#[derive(Debug)]
+pub(crate) enum Batch {
+    /// Every query so far is a shifted surge.
+    Surges(Vec<Query<ShiftedSurge>>),
+    /// Some query is of another kind.
+    Mixed(Vec<Query<AnyCurve>>),
+}
+
+impl Batch {
+    /// Adds query `index` of `spec`.
+    ///
+    /// # Errors
+    /// As [`QueryFields::to_query`].
+    fn push<Id: AsRef<str>>(&mut self, spec: &QueryFields<Id>, index: usize) -> Result<(), Error> {
+        match self {
+            Batch::Surges(queries) if spec.is_surge() => {
+                queries.push(spec.to_unnamed_surge(index)?);
+            }
+            Batch::Surges(surges) => {
+                let query = spec.to_unnamed_query(index)?;
+                let mut queries = Vec::with_capacity(surges.capacity());
+                for surge in surges.iter() {
+                    // The same curve, weight and cap: valid as the surge's query was.
+                    let widened = Query::new(AnyCurve::from(surge.curve().clone()))
+                        .with_weight(surge.weight())?;
+                    queries.push(match surge.cap() {
+                        Some(cap) => widened.with_cap(cap),
+                        None => widened,
+                    });
+                }
+                queries.push(query);
+                *self = Batch::Mixed(queries);
+            }
+            Batch::Mixed(queries) => queries.push(spec.to_unnamed_query(index)?),
+        }
+        Ok(())
     }
 }
 
@@ -226,7 +323,7 @@ impl<'de> Visitor<'de> for QueriesSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut queries = Vec::with_capacity(self.capacity);
+        let mut queries = Batch::Surges(Vec::with_capacity(self.capacity));
         let mut ids = Vec::with_capacity(self.capacity);
         let mut invalid = None;
         let mut count = 0;
@@ -235,10 +332,7 @@ impl<'de> Visitor<'de> for QueriesSeed {
                 break;
             };
             if invalid.is_none() {
-                match spec.to_unnamed_query(count) {
-                    Ok(query) => queries.push(query),
-                    Err(error) => invalid = Some(error),
-                }
+                invalid = queries.push(&spec, count).err();
             }
             ids.push(spec.id);
             count += 1;
@@ -260,28 +354,23 @@ impl<'de> Visitor<'de> for QueriesSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::QuerySpec;
 
-    #[test]
-    fn ids_are_borrowed_unless_they_hold_an_escape() {
-        let input = br#"{"queries": [{"id": "plain", "points": [[1, 1]]},
-                                     {"id": "new\nline", "points": [[1, 1]]},
-                                     {"points": [[1, 1]]}]}"#;
-        let request = read(input, 10).unwrap();
-        assert!(matches!(
-            request.ids[0],
-            Some(BorrowedId(Cow::Borrowed("plain")))
-        ));
-        assert!(matches!(&request.ids[1], Some(BorrowedId(Cow::Owned(id))) if id == "new\nline"));
-        assert_eq!(request.ids[2], None);
-        assert_eq!(request.queries.len(), 3);
+    /// Query `i` of `batch` as a query of any curve: curve, cap and weight.
+    fn parts(batch: &Batch, i: usize) -> (AnyCurve, Option<u64>, f64) {
+        match batch {
+            Batch::Surges(queries) => {
+                let q = &queries[i];
+                (AnyCurve::from(q.curve().clone()), q.cap(), q.weight())
+            }
+            Batch::Mixed(queries) => {
+                let q = &queries[i];
+                (q.curve().clone(), q.cap(), q.weight())
+            }
+        }
     }
 
-    #[test]
-    fn the_request_reads_as_the_derived_parser_reads_it() {
-        let input = br#"{"granularity": 5, "price": null, "budget": 700, "default_cap": 900,
-            "queries": [{"id": "a", "threshold": 10, "width": 20, "ceiling": 0.5, "cap": 40},
-                        {"threshold": 1, "alpha": 0.001, "beta": 0.01, "weight": 2}]}"#;
+    /// Checks `input`'s queries against the derived parser's, validated one by one.
+    fn assert_reads_as_derived(input: &[u8]) -> Request<'_> {
         let derived: AllocationRequest = serde_json::from_slice(input).unwrap();
         let request = read(input, 10).unwrap();
         assert_eq!(
@@ -291,14 +380,48 @@ mod tests {
                 ..derived.clone()
             }
         );
-        let specs: Vec<QuerySpec> = derived.queries;
-        for (i, spec) in specs.iter().enumerate() {
+        assert_eq!(request.len(), derived.queries.len());
+        for (i, spec) in derived.queries.iter().enumerate() {
             assert_eq!(request.id(i), spec.id.as_deref());
             let query = spec.to_query(i).unwrap();
-            assert_eq!(request.queries[i].curve(), query.curve());
-            assert_eq!(request.queries[i].cap(), query.cap());
-            assert_eq!(request.queries[i].weight(), query.weight());
+            let expected = (query.curve().clone(), query.cap(), query.weight());
+            assert_eq!(parts(&request.queries, i), expected, "query {i}");
         }
+        request
+    }
+
+    #[test]
+    fn ids_are_borrowed_unless_they_hold_an_escape() {
+        let input = br#"{"queries": [{"id": "plain", "points": [[1, 1]]},
+                                     {"id": "new\nline", "points": [[1, 1]]},
+                                     {"points": [[1, 1]]}]}"#;
+        let request = assert_reads_as_derived(input);
+        assert!(matches!(
+            request.ids[0],
+            Some(BorrowedId(Cow::Borrowed("plain")))
+        ));
+        assert!(matches!(&request.ids[1], Some(BorrowedId(Cow::Owned(id))) if id == "new\nline"));
+        assert_eq!(request.ids[2], None);
+    }
+
+    #[test]
+    fn the_request_reads_as_the_derived_parser_reads_it() {
+        let input = br#"{"granularity": 5, "price": null, "budget": 700, "default_cap": 900,
+            "queries": [{"id": "a", "threshold": 10, "width": 20, "ceiling": 0.5, "cap": 40},
+                        {"threshold": 1, "alpha": 0.001, "beta": 0.01, "weight": 2}]}"#;
+        let request = assert_reads_as_derived(input);
+        assert!(matches!(request.queries, Batch::Surges(_)));
+    }
+
+    #[test]
+    fn surges_read_before_another_curve_are_kept_with_their_cap_and_weight() {
+        let input = br#"{"queries": [
+            {"threshold": 10, "width": 20, "ceiling": 0.5, "cap": 40, "weight": 3},
+            {"threshold": 1, "alpha": 0.001, "beta": 0.01},
+            {"points": [[100, 0.5]], "weight": 0.5},
+            {"id": "d", "threshold": 7, "width": 9, "ceiling": 1}]}"#;
+        let request = assert_reads_as_derived(input);
+        assert!(matches!(request.queries, Batch::Mixed(_)));
     }
 
     #[test]
@@ -352,7 +475,7 @@ mod tests {
             br#"{"queries": [{"points": [[1, 1]]}, {"points": [[1, 1]]}, {"not": "a query"}]}"#;
         let request = read(input, 1).unwrap();
         assert_eq!(request.over_limit, Some(3));
-        assert_eq!(request.queries.len(), 1);
+        assert_eq!(request.len(), 1);
         assert_eq!(
             read(input, 3)
                 .unwrap_err()

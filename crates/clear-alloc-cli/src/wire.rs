@@ -163,7 +163,25 @@ impl<Id: AsRef<str>> QueryFields<Id> {
     /// still name it, and the program echoes it from the request.
     pub(crate) fn to_unnamed_query(&self, index: usize) -> Result<Query<AnyCurve>> {
         let at = QueryRef::at(index, self.id.as_ref().map(AsRef::as_ref));
-        let curve = self.curve(&at)?;
+        self.with_cap_and_weight(self.curve(&at)?, &at)
+    }
+
+    /// Whether the spec gives a shifted surge (or no curve at all, an error of
+    /// [`to_unnamed_surge`](Self::to_unnamed_surge)), rather than another kind.
+    pub(crate) fn is_surge(&self) -> bool {
+        self.mixture.is_none() && self.points.is_none() && self.rollouts.is_none()
+    }
+
+    /// [`to_unnamed_query`](Self::to_unnamed_query) for a spec that
+    /// [`is_surge`](Self::is_surge): the query with its surge as such, which the
+    /// allocator serves without dispatching on the curve's kind.
+    pub(crate) fn to_unnamed_surge(&self, index: usize) -> Result<Query<ShiftedSurge>> {
+        let at = QueryRef::at(index, self.id.as_ref().map(AsRef::as_ref));
+        self.with_cap_and_weight(self.surge(&at)?, &at)
+    }
+
+    /// The query of `curve` with the spec's cap and weight.
+    fn with_cap_and_weight<C: Curve>(&self, curve: C, at: &QueryRef) -> Result<Query<C>> {
         let mut query = Query::new(curve)
             .with_weight(self.weight.unwrap_or(1.0))
             .map_err(|e| e.for_query(at.clone()))?;
@@ -352,10 +370,10 @@ impl AllocationRequest {
 
     /// Allocates `queries` (the request's, validated) by the request's budget or
     /// price; `id_of(i)` is query `i`'s id, which errors name.
-    pub(crate) fn clear<'q>(
+    pub(crate) fn clear<'q, C: Curve>(
         &self,
         allocator: &Allocator,
-        queries: &[Query<AnyCurve>],
+        queries: &[Query<C>],
         id_of: impl Fn(usize) -> Option<&'q str>,
     ) -> Result<Allocation> {
         check_total_utility(queries, &id_of)?;
