@@ -14,4 +14,5 @@
 pub mod allocate;
 pub mod input;
 mod request;
+mod response;
 pub mod wire;

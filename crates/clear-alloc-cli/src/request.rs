@@ -18,7 +18,8 @@ use serde::{Deserialize, Deserializer};
 use clear_alloc::{Allocation, AnyCurve, Error, Query, ShiftedSurge};
 
 use crate::input::one_line;
-use crate::wire::{AllocationRequest, QueryFields, ResponseView};
+use crate::response::ResponseView;
+use crate::wire::{AllocationRequest, QueryFields};
 
 /// A query's id as read: borrowed from the request's bytes unless it holds an escape.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -121,9 +122,9 @@ impl Request<'_> {
         let ids = self.ids.iter().map(|id| id.as_ref().map(AsRef::as_ref));
         let response = ResponseView::new(allocation, ids);
         if pretty {
-            serde_json::to_writer_pretty(out, &response)
+            serde_json::to_writer_pretty(out, &response).map_err(std::io::Error::from)
         } else {
-            serde_json::to_writer(out, &response)
+            response.write_compact(out)
         }
         .map_err(|e| one_line(&format!("response: {e}")))
     }

@@ -23,6 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::response::ResponseView;
+
 use clear_alloc::fit::{EmpiricalCurve, FittedCurve, Rollout};
 use clear_alloc::{
     Allocation, Allocator, AnyCurve, Curve, Decision, Error, Mixture, PiecewiseLinear, Query,
@@ -430,7 +432,7 @@ fn check_total_utility<'q, C: Curve>(
 
 /// `x` with a negative zero made positive: `-0.0` is what an empty sum or a `-0`
 /// price gives, and is not what a reader of the response expects.
-fn unsigned_zero(x: f64) -> f64 {
+pub(crate) fn unsigned_zero(x: f64) -> f64 {
     x + 0.0
 }
 
@@ -489,80 +491,6 @@ impl AllocationResponse {
                 })
                 .collect(),
         }
-    }
-}
-
-/// An [`AllocationResponse`] as it is written, without building one: the same fields
-/// in the same order, each grant made from the allocation as it is serialised, with
-/// its id borrowed (from the queries or straight from the request's bytes).
-#[derive(Serialize)]
-#[serde(bound = "GrantsView<'a, Ids>: Serialize")]
-pub(crate) struct ResponseView<'a, Ids> {
-    price: Option<f64>,
-    marginal_price: Option<f64>,
-    total_tokens: u64,
-    leftover: u64,
-    expected_utility: f64,
-    #[serde(rename = "allocations")]
-    grants: GrantsView<'a, Ids>,
-}
-
-/// The `allocations` of a [`ResponseView`]: `ids` zipped with the allocation's grants.
-pub(crate) struct GrantsView<'a, Ids> {
-    allocation: &'a Allocation,
-    ids: Ids,
-}
-
-/// A [`QueryGrant`] with its id borrowed.
-#[derive(Serialize)]
-struct GrantView<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    tokens: u64,
-    utility: f64,
-    abandoned: bool,
-    decision: Decision,
-}
-
-impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> ResponseView<'a, Ids> {
-    /// The response to `allocation`; `ids` yields each query's id in input order.
-    pub(crate) fn new(allocation: &'a Allocation, ids: Ids) -> Self {
-        ResponseView {
-            price: allocation.price().map(unsigned_zero),
-            marginal_price: allocation.marginal_price().map(unsigned_zero),
-            total_tokens: allocation.total_tokens(),
-            leftover: allocation.leftover(),
-            expected_utility: unsigned_zero(allocation.total_utility()),
-            grants: GrantsView { allocation, ids },
-        }
-    }
-
-    fn grants(&self) -> impl Iterator<Item = GrantView<'a>> {
-        self.grants.iter()
-    }
-}
-
-impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> GrantsView<'a, Ids> {
-    fn iter(&self) -> impl Iterator<Item = GrantView<'a>> {
-        self.ids
-            .clone()
-            .zip(self.allocation.queries())
-            .map(|(id, a)| GrantView {
-                id,
-                tokens: a.tokens,
-                utility: unsigned_zero(a.utility),
-                abandoned: a.tokens == 0,
-                decision: a.decision,
-            })
-    }
-}
-
-impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> Serialize for GrantsView<'a, Ids> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
     }
 }
 
