@@ -155,8 +155,8 @@ impl Batch {
                 let mut queries = Vec::with_capacity(surges.capacity());
                 for surge in surges.iter() {
                     // The same curve, weight and cap: valid as the surge's query was.
-                    let widened = Query::new(AnyCurve::from(surge.curve().clone()))
-                        .with_weight(surge.weight())?;
+                    let widened =
+                        Query::new(AnyCurve::from(*surge.curve())).with_weight(surge.weight())?;
                     queries.push(match surge.cap() {
                         Some(cap) => widened.with_cap(cap),
                         None => widened,
@@ -361,7 +361,7 @@ mod tests {
         match batch {
             Batch::Surges(queries) => {
                 let q = &queries[i];
-                (AnyCurve::from(q.curve().clone()), q.cap(), q.weight())
+                (AnyCurve::from(*q.curve()), q.cap(), q.weight())
             }
             Batch::Mixed(queries) => {
                 let q = &queries[i];
