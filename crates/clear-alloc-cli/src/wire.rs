@@ -133,16 +133,30 @@ fn in_kind(kind: &'static str, field: &'static str) -> &'static str {
     }
 }
 
+/// The query a spec's errors name: its position and id, made into a [`QueryRef`] (a
+/// copy of the id) only for an error, not for every query read.
+#[derive(Clone, Copy)]
+struct At<'s> {
+    index: usize,
+    id: Option<&'s str>,
+}
+
+impl At<'_> {
+    fn query(self) -> QueryRef {
+        QueryRef::at(self.index, self.id)
+    }
+}
+
 /// A curve constructor's error, as an error of query `at` in the field of `kind`.
-fn kind_error(kind: &'static str, at: QueryRef) -> impl Fn(Error) -> Error {
+fn kind_error<'s>(kind: &'static str, at: At<'s>) -> impl Fn(Error) -> Error + 's {
     move |error| match error {
         Error::InvalidParameter {
             field,
             value,
             reason,
             ..
-        } => Error::invalid_query(at.clone(), in_kind(kind, field), value, reason),
-        other => other.for_query(at.clone()),
+        } => Error::invalid_query(at.query(), in_kind(kind, field), value, reason),
+        other => other.for_query(at.query()),
     }
 }
 
@@ -164,8 +178,8 @@ impl<Id: AsRef<str>> QueryFields<Id> {
     /// [`to_query`](Self::to_query) without copying the id into the query: its errors
     /// still name it, and the program echoes it from the request.
     pub(crate) fn to_unnamed_query(&self, index: usize) -> Result<Query<AnyCurve>> {
-        let at = QueryRef::at(index, self.id.as_ref().map(AsRef::as_ref));
-        self.with_cap_and_weight(self.curve(&at)?, &at)
+        let at = self.at(index);
+        self.with_cap_and_weight(self.curve(at)?, at)
     }
 
     /// Whether the spec gives a shifted surge (or no curve at all, an error of
@@ -178,15 +192,23 @@ impl<Id: AsRef<str>> QueryFields<Id> {
     /// [`is_surge`](Self::is_surge): the query with its surge as such, which the
     /// allocator serves without dispatching on the curve's kind.
     pub(crate) fn to_unnamed_surge(&self, index: usize) -> Result<Query<ShiftedSurge>> {
-        let at = QueryRef::at(index, self.id.as_ref().map(AsRef::as_ref));
-        self.with_cap_and_weight(self.surge(&at)?, &at)
+        let at = self.at(index);
+        self.with_cap_and_weight(self.surge(at)?, at)
+    }
+
+    /// The query at `index` of this spec, as its errors name it.
+    fn at(&self, index: usize) -> At<'_> {
+        At {
+            index,
+            id: self.id.as_ref().map(AsRef::as_ref),
+        }
     }
 
     /// The query of `curve` with the spec's cap and weight.
-    fn with_cap_and_weight<C: Curve>(&self, curve: C, at: &QueryRef) -> Result<Query<C>> {
+    fn with_cap_and_weight<C: Curve>(&self, curve: C, at: At<'_>) -> Result<Query<C>> {
         let mut query = Query::new(curve)
             .with_weight(self.weight.unwrap_or(1.0))
-            .map_err(|e| e.for_query(at.clone()))?;
+            .map_err(|e| e.for_query(at.query()))?;
         if let Some(cap) = self.cap {
             query = query.with_cap(cap);
         }
@@ -194,9 +216,9 @@ impl<Id: AsRef<str>> QueryFields<Id> {
     }
 
     /// The query's curve, of whichever kind the spec gives (exactly one).
-    fn curve(&self, at: &QueryRef) -> Result<AnyCurve> {
+    fn curve(&self, at: At<'_>) -> Result<AnyCurve> {
         let missing = |field: &'static str, reason: &'static str| {
-            Error::missing_field(Some(at.clone()), field, reason)
+            Error::missing_field(Some(at.query()), field, reason)
         };
         let surge_fields = self.threshold.is_some()
             || self.width.is_some()
@@ -225,7 +247,7 @@ impl<Id: AsRef<str>> QueryFields<Id> {
                 "conflicts with threshold/width/ceiling/alpha/beta: give one curve",
             ));
         }
-        let error = kind_error(kind, at.clone());
+        let error = kind_error(kind, at);
         match (&self.mixture, &self.points, &self.rollouts) {
             (Some(components), ..) => {
                 let components = components
@@ -262,9 +284,9 @@ impl<Id: AsRef<str>> QueryFields<Id> {
 
     /// The shifted surge of the `threshold` and `width`/`ceiling` or `alpha`/`beta`
     /// fields.
-    fn surge(&self, at: &QueryRef) -> Result<ShiftedSurge> {
+    fn surge(&self, at: At<'_>) -> Result<ShiftedSurge> {
         let missing = |field: &'static str, reason: &'static str| {
-            Error::missing_field(Some(at.clone()), field, reason)
+            Error::missing_field(Some(at.query()), field, reason)
         };
         let threshold = self
             .threshold
@@ -299,7 +321,7 @@ impl<Id: AsRef<str>> QueryFields<Id> {
                 ))
             }
         }
-        .map_err(|e| e.for_query(at.clone()))?;
+        .map_err(|e| e.for_query(at.query()))?;
         Ok(curve)
     }
 }
