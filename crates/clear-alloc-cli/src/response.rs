@@ -97,7 +97,7 @@ impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> ResponseView<'a, Ids> {
             } else {
                 b",\"abandoned\":false,\"decision\":"
             });
-            serde_json::to_writer(&mut line, &grant.decision)?;
+            line.extend_from_slice(decision_json(grant.decision));
             line.push(b'}');
             out.write_all(&line)?;
         }
@@ -130,11 +130,33 @@ impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> Serialize for GrantsView
     }
 }
 
+/// A decision as JSON: its lowercase name, quoted, as it serialises.
+fn decision_json(decision: Decision) -> &'static [u8] {
+    match decision {
+        Decision::Abandoned => b"\"abandoned\"",
+        Decision::Funded => b"\"funded\"",
+        Decision::Capped => b"\"capped\"",
+        Decision::Edge => b"\"edge\"",
+        Decision::Displaced => b"\"displaced\"",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::AllocationResponse;
     use clear_alloc::{Allocator, Query, ShiftedSurge};
+
+    #[test]
+    fn decisions_are_written_as_they_serialise() {
+        use Decision::*;
+        for decision in [Abandoned, Funded, Capped, Edge, Displaced] {
+            assert_eq!(
+                decision_json(decision),
+                serde_json::to_string(&decision).unwrap().as_bytes()
+            );
+        }
+    }
 
     #[test]
     fn compact_output_is_what_serde_json_writes() {
