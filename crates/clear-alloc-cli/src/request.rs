@@ -281,10 +281,7 @@ impl<'de> Visitor<'de> for RequestSeed {
                     if queries.is_some() {
                         return Err(de::Error::duplicate_field("queries"));
                     }
-                    queries = Some(map.next_value_seed(QueriesSeed {
-                        max_queries: self.max_queries,
-                        capacity: self.capacity,
-                    })?);
+                    queries = Some(map.next_value_seed(QueriesSeed(self))?);
                 }
             }
         }
@@ -302,11 +299,9 @@ impl<'de> Visitor<'de> for RequestSeed {
     }
 }
 
-/// Reads the `queries` array, validating each query as it comes.
-struct QueriesSeed {
-    max_queries: usize,
-    capacity: usize,
-}
+/// Reads the `queries` array (within the request's limits), validating each query as
+/// it comes.
+struct QueriesSeed(RequestSeed);
 
 impl<'de> DeserializeSeed<'de> for QueriesSeed {
     type Value = Request<'de>;
@@ -324,11 +319,15 @@ impl<'de> Visitor<'de> for QueriesSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut queries = Batch::Surges(Vec::with_capacity(self.capacity));
-        let mut ids = Vec::with_capacity(self.capacity);
+        let RequestSeed {
+            max_queries,
+            capacity,
+        } = self.0;
+        let mut queries = Batch::Surges(Vec::with_capacity(capacity));
+        let mut ids = Vec::with_capacity(capacity);
         let mut invalid = None;
         let mut count = 0;
-        while count < self.max_queries {
+        while count < max_queries {
             let Some(spec) = seq.next_element::<QueryFields<BorrowedId<'de>>>()? else {
                 break;
             };
@@ -347,7 +346,7 @@ impl<'de> Visitor<'de> for QueriesSeed {
             queries,
             ids,
             invalid,
-            over_limit: (count > self.max_queries).then_some(count),
+            over_limit: (count > max_queries).then_some(count),
         })
     }
 }
