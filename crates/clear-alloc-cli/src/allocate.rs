@@ -1,22 +1,25 @@
 //! `clear-alloc allocate` as a library function: request bytes in, response JSON out,
 //! so that the program, its tests and the fuzz target run the same code.
 //!
+//! The request is read once, straight from its bytes (see `request.rs`), and the
+//! response is written straight from the allocation, compact unless `--pretty`.
+//!
 //! ```
 //! use clear_alloc_cli::allocate::{run_allocate, AllocateOptions};
 //!
 //! let request = br#"{"budget": 500, "queries": [{"id": "q", "threshold": 100, "width": 50, "ceiling": 0.9}]}"#;
 //! let response = run_allocate(request, &AllocateOptions::default())?;
-//! assert!(response.contains("\"total_tokens\": 500"));
+//! assert!(response.contains(r#""total_tokens":500"#));
 //! let err = run_allocate(br#"{"budget": 1, "queries": []} trailing"#, &AllocateOptions::default());
 //! assert!(err.unwrap_err().starts_with("request: trailing characters"));
 //! # Ok::<(), String>(())
 //! ```
 
-use serde::de::{IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
+use std::io::Write;
 
 use crate::input::{check_size, one_line};
-use crate::wire::AllocationRequest;
+use crate::request;
+pub use crate::request::Request;
 
 /// Default for `--max-request-bytes`: 64 MiB, some 500 000 queries as written by
 /// `clear-alloc fit`.
@@ -24,14 +27,15 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 64 << 20;
 /// Default for `--max-queries`.
 pub const DEFAULT_MAX_QUERIES: usize = 1_000_000;
 
-/// The command line of `clear-alloc allocate`: budget or price overrides and the
-/// resource limits.
+/// The command line of `clear-alloc allocate`: budget or price overrides, the
+/// resource limits and the response's layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocateOptions {
     budget: Option<u64>,
     price: Option<f64>,
     max_request_bytes: u64,
     max_queries: usize,
+    pretty: bool,
 }
 
 impl Default for AllocateOptions {
@@ -41,13 +45,14 @@ impl Default for AllocateOptions {
             price: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_queries: DEFAULT_MAX_QUERIES,
+            pretty: false,
         }
     }
 }
 
 impl AllocateOptions {
     /// Reads the options after `allocate`: `--budget N`, `--price X`,
-    /// `--max-request-bytes N`, `--max-queries N`.
+    /// `--max-request-bytes N`, `--max-queries N`, `--pretty`.
     ///
     /// # Errors
     /// A one-line message for an unknown option, a missing value or a value that
@@ -55,6 +60,10 @@ impl AllocateOptions {
     pub fn from_args(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut options = AllocateOptions::default();
         while let Some(flag) = args.next() {
+            if flag == "--pretty" {
+                options.pretty = true;
+                continue;
+            }
             let value = args.next().ok_or(format!("{flag:?} needs a value"))?;
             let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
             match flag.as_str() {
@@ -73,7 +82,7 @@ impl AllocateOptions {
                 _ => {
                     return Err(format!(
                         "unknown option {flag:?} (expected --budget N, --price X, \
-                         --max-request-bytes N or --max-queries N)"
+                         --max-request-bytes N, --max-queries N or --pretty)"
                     ))
                 }
             }
@@ -90,96 +99,74 @@ impl AllocateOptions {
     pub fn max_queries(&self) -> usize {
         self.max_queries
     }
+
+    /// Whether the response is indented (`--pretty`) rather than compact.
+    pub fn pretty(&self) -> bool {
+        self.pretty
+    }
 }
 
 /// Reads a request, applies the command line's budget or price, allocates, and
-/// returns the response as pretty-printed JSON.
+/// returns the response as JSON (compact, or indented with `--pretty`).
+///
+/// # Errors
+/// As [`write_allocate`].
+pub fn run_allocate(input: &[u8], options: &AllocateOptions) -> Result<String, String> {
+    let mut json = Vec::new();
+    write_allocate(input, options, &mut json)?;
+    String::from_utf8(json).map_err(|e| one_line(&format!("response: {e}")))
+}
+
+/// [`run_allocate`] writing the response to `out` as it is serialised, with no copy
+/// of it in memory (give it a buffered writer); nothing is written unless the request
+/// is valid and allocated. It is [`read_request`], [`Request::allocate`] and
+/// [`Request::write_response`] in turn.
 ///
 /// # Errors
 /// One line (control characters escaped) naming what is wrong: the JSON, trailing
-/// input after the request, a query and its field, or a limit exceeded.
-pub fn run_allocate(input: &[u8], options: &AllocateOptions) -> Result<String, String> {
+/// input after the request, a query and its field, or a limit exceeded; or why
+/// writing to `out` failed (`response: …`).
+pub fn write_allocate(
+    input: &[u8],
+    options: &AllocateOptions,
+    out: impl Write,
+) -> Result<(), String> {
+    let request = read_request(input, options)?;
+    let allocation = request.allocate()?;
+    request.write_response(&allocation, options.pretty, out)
+}
+
+/// Reads the request in `input` (nothing but whitespace may follow it) within the
+/// limits of `options`, and applies their budget or price.
+///
+/// # Errors
+/// One line naming what is wrong: the JSON (with its path, `queries[3].threshold: …`),
+/// input after the request, or a limit exceeded. A query that is well-formed JSON but
+/// not a valid query is reported by [`Request::allocate`].
+pub fn read_request<'a>(input: &'a [u8], options: &AllocateOptions) -> Result<Request<'a>, String> {
     check_size(
         input.len(),
         options.max_request_bytes,
         "request",
         "--max-request-bytes",
     )?;
-    let too_many = |count: usize| {
-        format!(
+    let mut request = request::read(input, options.max_queries)?;
+    if let Some(count) = request.over_limit {
+        return Err(format!(
             "request: {count} queries, more than the limit of {} (--max-queries raises it)",
             options.max_queries
-        )
-    };
-    // Every query takes at least three bytes (`{}` and a comma or bracket), so only a
-    // request that long can exceed the limit; for it, count the queries without
-    // building them, which would take some 50 times the request's size in memory.
-    if input.len() / 3 > options.max_queries {
-        if let Ok(QueryCount { queries: Count(n) }) = serde_json::from_slice(input) {
-            if n > options.max_queries {
-                return Err(too_many(n));
-            }
-        }
+        ));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(input);
-    let mut request: AllocationRequest = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                one_line(&format!("request: {inner}"))
-            } else {
-                one_line(&format!("{path}: {inner}"))
-            }
-        })?;
-    deserializer
-        .end()
-        .map_err(|e| format!("request: {e} (after the request's closing brace)"))?;
-    // Unreachable while the counting pass sees what the parser sees; kept so that the
-    // limit does not depend on that.
-    if request.queries.len() > options.max_queries {
-        return Err(too_many(request.queries.len()));
-    }
+    let terms = &mut request.terms;
     if let Some(budget) = options.budget {
-        request.budget = Some(budget);
-        request.price = None;
+        terms.budget = Some(budget);
+        terms.price = None;
     }
     if let Some(price) = options.price {
-        request.price = Some(price);
-        request.budget = None;
+        terms.price = Some(price);
+        terms.budget = None;
     }
-    let response = request.run().map_err(|e| one_line(&e.to_string()))?;
-    serde_json::to_string_pretty(&response).map_err(|e| one_line(&e.to_string()))
-}
-
-/// The request's `queries`, counted and skipped.
-#[derive(Deserialize)]
-struct QueryCount {
-    #[serde(default)]
-    queries: Count,
-}
-
-#[derive(Default)]
-struct Count(usize);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Counter;
-        impl<'de> Visitor<'de> for Counter {
-            type Value = Count;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    n += 1;
-                }
-                Ok(Count(n))
-            }
-        }
-        deserializer.deserialize_seq(Counter)
-    }
+    Ok(request)
 }
 
 #[cfg(test)]

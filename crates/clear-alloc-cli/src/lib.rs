@@ -13,4 +13,6 @@
 
 pub mod allocate;
 pub mod input;
+mod request;
+mod response;
 pub mod wire;

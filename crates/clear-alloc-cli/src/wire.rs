@@ -23,6 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::response::ResponseView;
+
 use clear_alloc::fit::{EmpiricalCurve, FittedCurve, Rollout};
 use clear_alloc::{
     Allocation, Allocator, AnyCurve, Curve, Decision, Error, Mixture, PiecewiseLinear, Query,
@@ -45,12 +47,19 @@ use clear_alloc::{
 ///   the query's rollouts (the share correct within `b` tokens).
 ///
 /// `expected_utility` in the response is computed on these curves as given.
+///
+/// [`QueryFields`] with the id held as a `String`; the program itself reads ids
+/// borrowed from the request's bytes.
+pub type QuerySpec = QueryFields<String>;
+
+/// The fields of one query on the wire (see [`QuerySpec`]), generic in how the id is
+/// held.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QuerySpec {
+pub struct QueryFields<Id> {
     /// The caller's name for the query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Id>,
     /// Emergence threshold τ in tokens.
     #[serde(default)]
     pub threshold: Option<f64>,
@@ -124,20 +133,34 @@ fn in_kind(kind: &'static str, field: &'static str) -> &'static str {
     }
 }
 
+/// The query a spec's errors name: its position and id, made into a [`QueryRef`] (a
+/// copy of the id) only for an error, not for every query read.
+#[derive(Clone, Copy)]
+struct At<'s> {
+    index: usize,
+    id: Option<&'s str>,
+}
+
+impl At<'_> {
+    fn query(self) -> QueryRef {
+        QueryRef::at(self.index, self.id)
+    }
+}
+
 /// A curve constructor's error, as an error of query `at` in the field of `kind`.
-fn kind_error(kind: &'static str, at: QueryRef) -> impl Fn(Error) -> Error {
+fn kind_error<'s>(kind: &'static str, at: At<'s>) -> impl Fn(Error) -> Error + 's {
     move |error| match error {
         Error::InvalidParameter {
             field,
             value,
             reason,
             ..
-        } => Error::invalid_query(at.clone(), in_kind(kind, field), value, reason),
-        other => other.for_query(at.clone()),
+        } => Error::invalid_query(at.query(), in_kind(kind, field), value, reason),
+        other => other.for_query(at.query()),
     }
 }
 
-impl QuerySpec {
+impl<Id: AsRef<str>> QueryFields<Id> {
     /// Validates the spec into a [`Query`]; `index` is its position, for errors.
     ///
     /// # Errors
@@ -145,24 +168,57 @@ impl QuerySpec {
     /// conflicting; [`Error::InvalidQuery`] naming the query and the field that is out
     /// of its domain.
     pub fn to_query(&self, index: usize) -> Result<Query<AnyCurve>> {
-        let at = QueryRef::at(index, self.id.as_deref());
-        let curve = self.curve(&at)?;
+        let query = self.to_unnamed_query(index)?;
+        Ok(match &self.id {
+            Some(id) => query.with_id(id.as_ref()),
+            None => query,
+        })
+    }
+
+    /// [`to_query`](Self::to_query) without copying the id into the query: its errors
+    /// still name it, and the program echoes it from the request.
+    pub(crate) fn to_unnamed_query(&self, index: usize) -> Result<Query<AnyCurve>> {
+        let at = self.at(index);
+        self.with_cap_and_weight(self.curve(at)?, at)
+    }
+
+    /// Whether the spec gives a shifted surge (or no curve at all, an error of
+    /// [`to_unnamed_surge`](Self::to_unnamed_surge)), rather than another kind.
+    pub(crate) fn is_surge(&self) -> bool {
+        self.mixture.is_none() && self.points.is_none() && self.rollouts.is_none()
+    }
+
+    /// [`to_unnamed_query`](Self::to_unnamed_query) for a spec that
+    /// [`is_surge`](Self::is_surge): the query with its surge as such, which the
+    /// allocator serves without dispatching on the curve's kind.
+    pub(crate) fn to_unnamed_surge(&self, index: usize) -> Result<Query<ShiftedSurge>> {
+        let at = self.at(index);
+        self.with_cap_and_weight(self.surge(at)?, at)
+    }
+
+    /// The query at `index` of this spec, as its errors name it.
+    fn at(&self, index: usize) -> At<'_> {
+        At {
+            index,
+            id: self.id.as_ref().map(AsRef::as_ref),
+        }
+    }
+
+    /// The query of `curve` with the spec's cap and weight.
+    fn with_cap_and_weight<C: Curve>(&self, curve: C, at: At<'_>) -> Result<Query<C>> {
         let mut query = Query::new(curve)
             .with_weight(self.weight.unwrap_or(1.0))
-            .map_err(|e| e.for_query(at.clone()))?;
+            .map_err(|e| e.for_query(at.query()))?;
         if let Some(cap) = self.cap {
             query = query.with_cap(cap);
-        }
-        if let Some(id) = &self.id {
-            query = query.with_id(id.clone());
         }
         Ok(query)
     }
 
     /// The query's curve, of whichever kind the spec gives (exactly one).
-    fn curve(&self, at: &QueryRef) -> Result<AnyCurve> {
+    fn curve(&self, at: At<'_>) -> Result<AnyCurve> {
         let missing = |field: &'static str, reason: &'static str| {
-            Error::missing_field(Some(at.clone()), field, reason)
+            Error::missing_field(Some(at.query()), field, reason)
         };
         let surge_fields = self.threshold.is_some()
             || self.width.is_some()
@@ -191,7 +247,7 @@ impl QuerySpec {
                 "conflicts with threshold/width/ceiling/alpha/beta: give one curve",
             ));
         }
-        let error = kind_error(kind, at.clone());
+        let error = kind_error(kind, at);
         match (&self.mixture, &self.points, &self.rollouts) {
             (Some(components), ..) => {
                 let components = components
@@ -228,9 +284,9 @@ impl QuerySpec {
 
     /// The shifted surge of the `threshold` and `width`/`ceiling` or `alpha`/`beta`
     /// fields.
-    fn surge(&self, at: &QueryRef) -> Result<ShiftedSurge> {
+    fn surge(&self, at: At<'_>) -> Result<ShiftedSurge> {
         let missing = |field: &'static str, reason: &'static str| {
-            Error::missing_field(Some(at.clone()), field, reason)
+            Error::missing_field(Some(at.query()), field, reason)
         };
         let threshold = self
             .threshold
@@ -265,7 +321,7 @@ impl QuerySpec {
                 ))
             }
         }
-        .map_err(|e| e.for_query(at.clone()))?;
+        .map_err(|e| e.for_query(at.query()))?;
         Ok(curve)
     }
 }
@@ -313,6 +369,19 @@ impl AllocationRequest {
     /// the first bad query and field, or the query whose weight makes the batch's total
     /// utility overflow.
     pub fn run(&self) -> Result<AllocationResponse> {
+        let allocator = self.allocator()?;
+        let queries = self
+            .queries
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| spec.to_query(i))
+            .collect::<Result<Vec<_>>>()?;
+        let allocation = self.clear(&allocator, &queries, |i| queries[i].id())?;
+        Ok(AllocationResponse::new(&queries, &allocation))
+    }
+
+    /// The allocator of the request's `default_cap` and `granularity`.
+    pub(crate) fn allocator(&self) -> Result<Allocator> {
         let mut builder = Allocator::builder();
         if let Some(cap) = self.default_cap {
             builder = builder.default_cap(cap);
@@ -320,33 +389,41 @@ impl AllocationRequest {
         if let Some(g) = self.granularity {
             builder = builder.granularity(g);
         }
-        let allocator = builder.build()?;
-        let queries = self
-            .queries
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| spec.to_query(i))
-            .collect::<Result<Vec<_>>>()?;
-        check_total_utility(&queries)?;
-        let allocation = match (self.budget, self.price) {
-            (Some(budget), None) => allocator.allocate(&queries, budget)?,
-            (None, Some(price)) => allocator.allocate_at_price(&queries, price)?,
-            (Some(_), Some(_)) => {
-                return Err(Error::missing_field(
-                    None,
-                    "price",
-                    "conflicts with budget: give exactly one of budget and price",
-                ))
-            }
-            (None, None) => {
-                return Err(Error::missing_field(
-                    None,
-                    "budget",
-                    "is missing: give a budget (tokens) or a price (utility per token)",
-                ))
-            }
-        };
-        Ok(AllocationResponse::new(&queries, &allocation))
+        builder.build()
+    }
+
+    /// Allocates `queries` (the request's, validated) by the request's budget or
+    /// price; `id_of(i)` is query `i`'s id, which errors name.
+    pub(crate) fn clear<'q, C: Curve>(
+        &self,
+        allocator: &Allocator,
+        queries: &[Query<C>],
+        id_of: impl Fn(usize) -> Option<&'q str>,
+    ) -> Result<Allocation> {
+        check_total_utility(queries, &id_of)?;
+        match (self.budget, self.price) {
+            (Some(budget), None) => allocator.allocate(queries, budget),
+            (None, Some(price)) => allocator.allocate_at_price(queries, price),
+            (Some(_), Some(_)) => Err(Error::missing_field(
+                None,
+                "price",
+                "conflicts with budget: give exactly one of budget and price",
+            )),
+            (None, None) => Err(Error::missing_field(
+                None,
+                "budget",
+                "is missing: give a budget (tokens) or a price (utility per token)",
+            )),
+        }
+        .map_err(|error| match error {
+            Error::InvalidQuery {
+                query: QueryRef {
+                    index: Some(index), ..
+                },
+                ..
+            } => error.for_query(QueryRef::at(index, id_of(index))),
+            other => other,
+        })
     }
 }
 
@@ -354,14 +431,17 @@ impl AllocationRequest {
 /// finite, but their sum can still overflow (two weights of 1e308): the response's
 /// `expected_utility` would then be infinite, which JSON cannot carry. Such a batch is
 /// refused, naming the query at which the sum (in input order, as the allocation adds
-/// it) overflows.
-fn check_total_utility<C: Curve>(queries: &[Query<C>]) -> Result<()> {
+/// it) overflows; `id_of(i)` is query `i`'s id.
+fn check_total_utility<'q, C: Curve>(
+    queries: &[Query<C>],
+    id_of: impl Fn(usize) -> Option<&'q str>,
+) -> Result<()> {
     let mut bound = 0.0_f64;
     for (index, query) in queries.iter().enumerate() {
         bound += query.weight() * query.curve().ceiling();
         if !bound.is_finite() {
             return Err(Error::invalid_query(
-                QueryRef::at(index, query.id()),
+                QueryRef::at(index, id_of(index)),
                 "weight",
                 query.weight(),
                 "makes the batch's total utility (the sum of weight times ceiling) \
@@ -374,7 +454,7 @@ fn check_total_utility<C: Curve>(queries: &[Query<C>]) -> Result<()> {
 
 /// `x` with a negative zero made positive: `-0.0` is what an empty sum or a `-0`
 /// price gives, and is not what a reader of the response expects.
-fn unsigned_zero(x: f64) -> f64 {
+pub(crate) fn unsigned_zero(x: f64) -> f64 {
     x + 0.0
 }
 
@@ -415,21 +495,21 @@ pub struct AllocationResponse {
 impl AllocationResponse {
     /// The response for `allocation` of `queries`.
     pub fn new<C: Curve>(queries: &[Query<C>], allocation: &Allocation) -> Self {
+        let view = ResponseView::new(allocation, queries.iter().map(Query::id));
         AllocationResponse {
-            price: allocation.price().map(unsigned_zero),
-            marginal_price: allocation.marginal_price().map(unsigned_zero),
-            total_tokens: allocation.total_tokens(),
-            leftover: allocation.leftover(),
-            expected_utility: unsigned_zero(allocation.total_utility()),
-            allocations: queries
-                .iter()
-                .zip(allocation.queries())
-                .map(|(q, a)| QueryGrant {
-                    id: q.id().map(str::to_owned),
-                    tokens: a.tokens,
-                    utility: unsigned_zero(a.utility),
-                    abandoned: a.tokens == 0,
-                    decision: a.decision,
+            price: view.price,
+            marginal_price: view.marginal_price,
+            total_tokens: view.total_tokens,
+            leftover: view.leftover,
+            expected_utility: view.expected_utility,
+            allocations: view
+                .grants()
+                .map(|grant| QueryGrant {
+                    id: grant.id.map(str::to_owned),
+                    tokens: grant.tokens,
+                    utility: grant.utility,
+                    abandoned: grant.abandoned,
+                    decision: grant.decision,
                 })
                 .collect(),
         }

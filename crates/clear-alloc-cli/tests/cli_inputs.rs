@@ -107,12 +107,13 @@ fn an_overflowing_total_utility_is_refused_naming_the_query() {
     assert!(!out.stdout.contains("null"), "{}", out.stdout);
 }
 
-/// The value after `"key": ` in pretty-printed JSON, read by Rust's own parser.
+/// The value after `"key":` in the response, read by Rust's own parser.
 fn number_after(json: &str, key: &str) -> f64 {
-    let start = json.find(&format!("\"{key}\": ")).unwrap() + key.len() + 4;
+    let start = json.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
     let text: String = json[start..]
+        .trim_start()
         .chars()
-        .take_while(|c| !matches!(c, ',' | '\n'))
+        .take_while(|c| !matches!(c, ',' | '\n' | '}'))
         .collect();
     text.parse().unwrap()
 }
@@ -142,7 +143,7 @@ fn zeros_are_reported_without_a_sign() {
     let empty = run(&["allocate"], br#"{"budget": 100, "queries": []}"#);
     assert_eq!(empty.status, 0, "{}", empty.stderr);
     assert!(
-        empty.stdout.contains("\"expected_utility\": 0.0"),
+        empty.stdout.contains("\"expected_utility\":0.0"),
         "{}",
         empty.stdout
     );
@@ -150,7 +151,7 @@ fn zeros_are_reported_without_a_sign() {
     for price in ["-0", "-0.0"] {
         let out = run(&["allocate", "--price", price], request.as_bytes());
         assert_eq!(out.status, 0, "{}", out.stderr);
-        assert!(out.stdout.contains("\"price\": 0.0"), "{}", out.stdout);
+        assert!(out.stdout.contains("\"price\":0.0"), "{}", out.stdout);
         assert!(!out.stdout.contains("-0"), "{}", out.stdout);
     }
 }
@@ -274,4 +275,38 @@ fn fit_input_over_the_rollout_limit_is_refused() {
     );
     let out = run(&["fit", "--max-rollouts", "3"], csv.as_bytes());
     assert_eq!(out.status, 0, "{}", out.stderr);
+}
+
+#[test]
+fn the_response_is_compact_unless_pretty_and_the_same_either_way() {
+    let request = format!(
+        r#"{{"budget": 500, "queries": [{QUERY}, {{"id": "b", "threshold": 20, "width": 90, "ceiling": 0.5}}]}}"#
+    );
+    let compact = run(&["allocate"], request.as_bytes());
+    let pretty = run(&["allocate", "--pretty"], request.as_bytes());
+    assert_eq!(compact.status, 0, "{}", compact.stderr);
+    assert_eq!(pretty.status, 0, "{}", pretty.stderr);
+    // One line: no newline but the last, no space outside strings (none hold one here).
+    assert_eq!(
+        compact.stdout.matches('\n').count(),
+        1,
+        "{}",
+        compact.stdout
+    );
+    assert!(compact.stdout.ends_with("}\n"), "{}", compact.stdout);
+    assert!(!compact.stdout.contains(' '), "{}", compact.stdout);
+    // Indented: one field a line.
+    assert!(
+        pretty.stdout.contains("\n  \"total_tokens\": "),
+        "{}",
+        pretty.stdout
+    );
+    assert!(pretty.stdout.ends_with("}\n"), "{}", pretty.stdout);
+    let read = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+    assert_eq!(read(&compact.stdout), read(&pretty.stdout));
+    // And the answer is the request's: both queries, ids echoed in order.
+    let value = read(&compact.stdout);
+    assert_eq!(value["allocations"].as_array().unwrap().len(), 2);
+    assert_eq!(value["allocations"][0].get("id"), None);
+    assert_eq!(value["allocations"][1]["id"], "b");
 }
