@@ -150,6 +150,7 @@ pub use error::{Error, QueryRef, Result, Value};
 pub use model::{AnyCurve, Curve, Mixture, Phase, PiecewiseLinear, ShiftedSurge};
 pub use solver::{
     Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Decision, Query, QueryAllocation,
+    Workspace,
 };
 
 /// The README's Rust examples, compiled and run as doctests.
