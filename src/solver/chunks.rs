@@ -14,11 +14,13 @@ pub(super) const CHUNK: usize = 4096;
 #[cfg(feature = "parallel")]
 const PARALLEL_MIN: usize = 32_768;
 
-/// Whether a sweep over `len` items runs on rayon's threads.
+/// Whether a sweep over `len` items runs on rayon's threads: when it is large and
+/// the pool it would run in (the global one, or the one a caller `install`ed) has more
+/// than one thread.
 #[cfg(feature = "parallel")]
 #[inline]
 pub(super) fn parallel(len: usize) -> bool {
-    len >= PARALLEL_MIN
+    len >= PARALLEL_MIN && rayon::current_num_threads() > 1
 }
 
 /// Runs `work(offset, inputs, outputs)` on each [`CHUNK`] of `inputs` and the same

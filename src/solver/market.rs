@@ -330,10 +330,10 @@ impl<B: Bidding> Default for ClearBuffers<B> {
 }
 
 impl<B: Bidding> ClearBuffers<B> {
-    /// `n` zeros in memory the buffers hold, for a single pass over every query.
+    /// Room for `n` bids in memory the buffers hold, for a single pass over every
+    /// query (which overwrites all of them).
     pub fn scratch(&mut self, n: usize) -> &mut [f64] {
-        self.all_current.clear();
-        self.all_current.resize(n, 0.0);
+        fit(&mut self.all_current, n);
         &mut self.all_current
     }
 
@@ -359,6 +359,18 @@ impl<B: Bidding> ClearBuffers<B> {
         if has_lo {
             self.lo.extend_from_slice(&self.all_current);
         }
+    }
+}
+
+/// Makes `v` `n` long for a pass to overwrite: its memory when large enough (its old
+/// values left in place), else fresh zeroed memory, which the kernel maps only as the
+/// pass first writes it, rather than zeroing it here and once more there.
+fn fit(v: &mut Vec<f64>, n: usize) {
+    if v.capacity() < n {
+        *v = vec![0.0; n];
+    } else {
+        v.truncate(n);
+        v.resize(n, 0.0);
     }
 }
 
@@ -403,12 +415,13 @@ impl<B: Bidding> Demand for BatchDemand<'_, B> {
         }
     }
 
-    fn settle(&mut self, _point: &Point, feasible: bool) {
+    fn settle(&mut self, point: &Point, feasible: bool) {
         let market = self.market;
         let b = &mut *self.buffers;
         match (self.compact, feasible) {
             (false, true) => {
                 std::mem::swap(&mut b.all_hi, &mut b.all_current);
+                fit(&mut b.all_current, market.len());
                 self.all_hi_known = true;
             }
             (false, false) => {
@@ -416,6 +429,9 @@ impl<B: Bidding> Demand for BatchDemand<'_, B> {
                 b.set.clear();
                 b.hi.clear();
                 b.lo.clear();
+                b.set.reserve(point.funded);
+                b.hi.reserve(point.funded);
+                b.lo.reserve(point.funded);
                 for (i, &t) in b.all_current.iter().enumerate() {
                     if t > 0.0 {
                         b.set.push(market, i);
@@ -492,10 +508,7 @@ impl Allocator {
         let mut bracket = Bracket::new(market.top_price, market.fundable_caps as f64);
         let target = budget * (1.0 - 0.5 * self.tolerance);
         let start = self.starting_point(market, budget, &bracket);
-        buffers.all_current.clear();
-        buffers.all_current.resize(n, 0.0);
-        buffers.all_hi.clear();
-        buffers.all_hi.resize(n, 0.0);
+        fit(&mut buffers.all_current, n);
         let mut demand = BatchDemand {
             market,
             buffers,

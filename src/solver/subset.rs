@@ -39,6 +39,15 @@ impl<B: Bidding> Subset<B> {
         self.bidders.clear();
     }
 
+    /// Room for `additional` more members.
+    pub fn reserve(&mut self, additional: usize) {
+        self.index.reserve(additional);
+        self.caps.reserve(additional);
+        if B::COMPACT {
+            self.bidders.reserve(additional);
+        }
+    }
+
     /// Appends query `i` of `market`.
     #[inline]
     pub fn push(&mut self, market: &Market<B>, i: usize) {
