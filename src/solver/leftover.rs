@@ -200,7 +200,7 @@ impl<C: Curve> Leftover<'_, C> {
     fn funded_set(&self, cleared: &Ends) -> (Vec<usize>, Vec<usize>) {
         let market = self.market;
         let n = market.len();
-        let mut funded: Vec<usize> = (0..n).filter(|&i| cleared.hi_tokens[i] > 0.0).collect();
+        let funded: Vec<usize> = (0..n).filter(|&i| cleared.hi_tokens[i] > 0.0).collect();
         let Some(lo) = cleared.lo_tokens else {
             return (funded, Vec::new());
         };
@@ -217,16 +217,18 @@ impl<C: Curve> Leftover<'_, C> {
             }
         }
         fitting.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let mut joined = Vec::new();
         for (_, i) in fitting {
             if lo[i] <= room {
                 room -= lo[i];
-                funded.push(i);
+                joined.push(i);
             } else {
                 left_out.push(i);
             }
         }
-        funded.sort_unstable();
-        (funded, left_out)
+        // `funded` is in order already: merge the few that joined into it.
+        joined.sort_unstable();
+        (merge(&funded, &joined), left_out)
     }
 
     /// The queries to try funding on top of the funded set. All of `candidates` when
@@ -526,6 +528,24 @@ impl<C: Curve> Leftover<'_, C> {
     }
 }
 
+/// The sorted union of two sorted, disjoint lists.
+fn merge(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut j, mut k) = (0, 0);
+    while j < a.len() && k < b.len() {
+        if a[j] < b[k] {
+            merged.push(a[j]);
+            j += 1;
+        } else {
+            merged.push(b[k]);
+            k += 1;
+        }
+    }
+    merged.extend_from_slice(&a[j..]);
+    merged.extend_from_slice(&b[k..]);
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,6 +630,13 @@ mod tests {
             ..cleared
         };
         assert_eq!(step.funded_set(&bare), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn merging_keeps_order() {
+        assert_eq!(merge(&[1, 4, 9], &[0, 5, 12]), [0, 1, 4, 5, 9, 12]);
+        assert_eq!(merge(&[], &[3]), [3]);
+        assert_eq!(merge(&[2], &[]), [2]);
     }
 
     #[test]
