@@ -81,6 +81,20 @@ pub(super) fn map_into<A, T>(
     out.extend(inputs.iter().enumerate().map(|(k, a)| f(k, a)));
 }
 
+/// The `Some` values of `f(k)` for `k` in `0..len`, in order (computed on rayon's
+/// threads when `len` is large).
+pub(super) fn filter_map<T: Send>(
+    len: usize,
+    f: impl Fn(usize) -> Option<T> + Sync + Send,
+) -> Vec<T> {
+    #[cfg(feature = "parallel")]
+    if parallel(len) {
+        use rayon::prelude::*;
+        return (0..len).into_par_iter().filter_map(f).collect();
+    }
+    (0..len).filter_map(f).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +131,8 @@ mod tests {
         let mut mapped = Vec::new();
         map_into(&inputs, &mut mapped, |k, &x| k as u64 + x);
         assert!(mapped.iter().enumerate().all(|(k, &y)| y == 2 * k as u64));
+        let odd = filter_map(inputs.len(), |k| (k % 2 == 1).then_some(k));
+        assert_eq!(odd.len(), inputs.len() / 2);
+        assert!(odd.windows(2).all(|w| w[1] == w[0] + 2));
     }
 }

@@ -8,6 +8,7 @@
 //! move only if the batch's utility rises.
 
 use super::bid::{BidRule, Bidding};
+use super::chunks;
 use super::search::{Bracket, Point};
 use super::subset::Members;
 use super::{scatter, utility_of, Allocator, Query};
@@ -200,7 +201,7 @@ impl<C: Curve> Leftover<'_, C> {
     fn funded_set(&self, cleared: &Ends) -> (Vec<usize>, Vec<usize>) {
         let market = self.market;
         let n = market.len();
-        let funded: Vec<usize> = (0..n).filter(|&i| cleared.hi_tokens[i] > 0.0).collect();
+        let funded = chunks::filter_map(n, |i| (cleared.hi_tokens[i] > 0.0).then_some(i));
         let Some(lo) = cleared.lo_tokens else {
             return (funded, Vec::new());
         };

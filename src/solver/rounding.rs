@@ -42,15 +42,14 @@ impl Allocator {
         let budget = budget as u128;
         let mut used: u128 = grants.iter().map(|&x| x as u128).sum();
         if used + g as u128 <= budget {
-            let mut losers: Vec<(f64, usize)> = (0..grants.len())
-                .filter(|&i| tokens[i] > grants[i] as f64)
-                .filter(|&i| {
-                    grants[i]
-                        .checked_add(g)
-                        .is_some_and(|more| more <= market.cap(i) && useful(i, more))
-                })
-                .map(|i| (tokens[i] - grants[i] as f64, i))
-                .collect();
+            let grants_now = &grants;
+            let mut losers: Vec<(f64, usize)> = chunks::filter_map(grants.len(), |i| {
+                let grant = grants_now[i];
+                let more_fits = grant
+                    .checked_add(g)
+                    .is_some_and(|more| more <= market.cap(i) && useful(i, more));
+                (tokens[i] > grant as f64 && more_fits).then(|| (tokens[i] - grant as f64, i))
+            });
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
             if k > 0 && k < losers.len() {
                 losers.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
