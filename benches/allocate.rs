@@ -2,10 +2,21 @@
 //! sharing the paper's model-intrinsic α, β), one thread; and on N posterior mixtures
 //! (9 components) and N empirical curves (32 rollouts each), the curve types without
 //! a closed-form best response.
+//!
+//! Beside each size, `pass` is one plain best-response pass over the same queries at
+//! the allocation's clearing price (`curve().best_response(price, cap)`, summed), so
+//! that "allocate ÷ one pass" is a ratio read off one run; `workspace` is the same
+//! allocation through [`Allocator::allocate_with`] with one workspace reused across
+//! iterations (a server's scheduling loop). Built with `--features parallel`, the
+//! groups are named `allocate-parallel` and split large batches across rayon's
+//! threads (`RAYON_NUM_THREADS` sets how many).
+//!
+//! 10 million queries (about 1 GB of queries, a few seconds per sample) are an opt-in
+//! group: `CLEAR_BENCH_10M=1 cargo bench -p clear-alloc --bench allocate -- 10M`.
 
 #[cfg(feature = "fit")]
 use clear_alloc::fit::{EmpiricalCurve, Rollout};
-use clear_alloc::{Allocator, Mixture, Query, ShiftedSurge};
+use clear_alloc::{Allocator, Curve, Mixture, Query, ShiftedSurge, Workspace};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -88,50 +99,98 @@ fn empirical(n: usize) -> Vec<Query<EmpiricalCurve>> {
         .collect()
 }
 
+/// The benchmark groups' name: the parallel build's figures are kept apart.
+const GROUP: &str = if cfg!(feature = "parallel") {
+    "allocate-parallel"
+} else {
+    "allocate"
+};
+
+/// The default cap of the benchmarks' allocator.
+const CAP: u64 = 8192;
+
+/// One plain best-response pass over `queries` at `price`: total tokens demanded.
+fn one_pass<C: Curve>(queries: &[Query<C>], price: f64) -> f64 {
+    queries
+        .iter()
+        .map(|q| q.curve().best_response(price, CAP as f64).unwrap())
+        .sum()
+}
+
+/// `allocate`, `workspace` and `pass` on `queries` with 300 tokens per query (scarce:
+/// about half the queries abandoned).
+fn bench_size<C: Curve>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    queries: &[Query<C>],
+) {
+    let allocator = Allocator::builder().default_cap(CAP).build().unwrap();
+    let n = queries.len();
+    let budget = 300 * n as u64;
+    group.bench_with_input(BenchmarkId::new(name, n), queries, |b, q| {
+        b.iter(|| allocator.allocate(black_box(q), black_box(budget)).unwrap())
+    });
+    let mut workspace = Workspace::new();
+    group.bench_with_input(
+        BenchmarkId::new(format!("{name}/workspace"), n),
+        queries,
+        |b, q| {
+            b.iter(|| {
+                allocator
+                    .allocate_with(&mut workspace, black_box(q), black_box(budget))
+                    .unwrap()
+                    .total_tokens()
+            })
+        },
+    );
+    let price = allocator
+        .allocate(queries, budget)
+        .unwrap()
+        .price()
+        .unwrap();
+    group.bench_with_input(
+        BenchmarkId::new(format!("{name}/pass"), n),
+        queries,
+        |b, q| b.iter(|| one_pass(black_box(q), black_box(price))),
+    );
+}
+
 fn allocate(c: &mut Criterion) {
-    let allocator = Allocator::builder().default_cap(8192).build().unwrap();
-    let mut group = c.benchmark_group("allocate");
+    let mut group = c.benchmark_group(GROUP);
     for &n in &[1_000usize, 10_000, 100_000, 1_000_000] {
         if n >= 100_000 {
             group.sample_size(10);
         }
-        // 300 tokens per query: scarce, about half the queries abandoned.
-        let budget = 300 * n as u64;
-        for (name, queries) in [
-            ("heterogeneous", heterogeneous(n)),
-            ("shared-shape", shared_shape(n)),
-        ] {
-            group.bench_with_input(BenchmarkId::new(name, n), &queries, |b, q| {
-                b.iter(|| allocator.allocate(black_box(q), black_box(budget)).unwrap())
-            });
-        }
+        bench_size(&mut group, "heterogeneous", &heterogeneous(n));
+        bench_size(&mut group, "shared-shape", &shared_shape(n));
     }
+    group.finish();
+}
+
+/// 10 million heterogeneous queries, only with `CLEAR_BENCH_10M=1`.
+fn allocate_10m(c: &mut Criterion) {
+    if std::env::var_os("CLEAR_BENCH_10M").is_none_or(|v| v != "1") {
+        return;
+    }
+    let mut group = c.benchmark_group(format!("{GROUP}-10M"));
+    group.sample_size(10);
+    bench_size(&mut group, "heterogeneous", &heterogeneous(10_000_000));
     group.finish();
 }
 
 /// The curve types without a closed form, at 1 000 and 100 000 queries.
 fn allocate_curves(c: &mut Criterion) {
-    let allocator = Allocator::builder().default_cap(8192).build().unwrap();
-    let mut group = c.benchmark_group("allocate");
+    let mut group = c.benchmark_group(GROUP);
     for &n in &[1_000usize, 100_000] {
         if n >= 100_000 {
             group.sample_size(10);
         }
-        let budget = 300 * n as u64;
-        let queries = mixtures(n);
-        group.bench_with_input(BenchmarkId::new("mixture-9", n), &queries, |b, q| {
-            b.iter(|| allocator.allocate(black_box(q), black_box(budget)).unwrap())
-        });
+        bench_size(&mut group, "mixture-9", &mixtures(n));
         #[cfg(feature = "fit")]
-        {
-            let queries = empirical(n);
-            group.bench_with_input(BenchmarkId::new("empirical-32", n), &queries, |b, q| {
-                b.iter(|| allocator.allocate(black_box(q), black_box(budget)).unwrap())
-            });
-        }
+        bench_size(&mut group, "empirical-32", &empirical(n));
     }
     group.finish();
 }
 
-criterion_group!(benches, allocate, allocate_curves);
+criterion_group!(benches, allocate, allocate_curves, allocate_10m);
 criterion_main!(benches);

@@ -82,7 +82,9 @@
 //! - [`Allocator`]: CLEAR. `Allocator::default()`, or configured once with the
 //!   validating builder, `Allocator::builder().default_cap(8192).build()?`, then
 //!   called at every scheduling step: `allocate(&queries, budget)`, or at a given
-//!   price.
+//!   price. A server that allocates at every step keeps a [`Workspace`] and calls
+//!   `allocate_with(&mut workspace, &queries, budget)`: the same result, in memory
+//!   the workspace already holds.
 //! - [`Allocation`]: each query's grant, utility and decision, and
 //!   `total_tokens()`, `price()`, `mean_utility()`, `abandoned()`.
 //! - [`online::OnlineAllocator`]: admission control for a serving loop that sees
@@ -133,8 +135,15 @@
 //!   `{"threshold", "width", "ceiling"}`, or the paper's alpha/beta on input) and the
 //!   allocation results, and the rollout readers of `fit` (CSV, JSON lines; `csv`,
 //!   `serde_json`).
+//! - `parallel` (off): [`Allocator::allocate`] and [`Allocator::allocate_with`] split
+//!   the sweeps over a large batch (preparing the queries, the price search's passes,
+//!   rounding, the utilities) across rayon's threads, from 32 768 queries up. Sums
+//!   are taken in fixed chunks of 4 096 queries and added in order, so the result is
+//!   the same to the last bit on any number of threads (`tests/paths.rs`). It pulls
+//!   in `rayon`; `RAYON_NUM_THREADS` (or a pool the caller `install`s) sets the
+//!   threads, and a one-thread pool takes the serial path.
 //!
-//! A server that only allocates needs neither:
+//! A server that only allocates needs none of them:
 //! `clear-alloc = { version = "0.1", default-features = false }`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -152,6 +161,7 @@ pub use error::{Error, QueryRef, Result, Value};
 pub use model::{AnyCurve, Curve, Mixture, Phase, PiecewiseLinear, ShiftedSurge};
 pub use solver::{
     Allocation, AllocationPolicy, Allocator, AllocatorBuilder, Decision, Query, QueryAllocation,
+    Workspace,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

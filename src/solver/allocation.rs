@@ -121,6 +121,41 @@ impl Allocation {
         Ok(Allocation::assemble(out, None, None, budget, 0))
     }
 
+    /// An empty allocation, to be filled by [`Allocation::reset`] and
+    /// [`Allocation::seal`].
+    pub(super) fn empty() -> Allocation {
+        Allocation::assemble(Vec::new(), None, None, None, 0)
+    }
+
+    /// Starts over for `n` queries, all abandoned, in the memory already held.
+    pub(super) fn reset(&mut self, n: usize) {
+        const ABANDONED: QueryAllocation = QueryAllocation {
+            tokens: 0,
+            utility: 0.0,
+            decision: Decision::Abandoned,
+        };
+        self.queries.clear();
+        self.queries.resize(n, ABANDONED);
+    }
+
+    /// Sets the prices and totals once the per-query results are in place; the caller
+    /// sums the grants and utilities (in query order, so the utility sum is the one
+    /// [`Allocation::assemble`] would give).
+    pub(super) fn seal(
+        &mut self,
+        prices: (Option<f64>, Option<f64>),
+        budget: Option<u64>,
+        passes: usize,
+        totals: (u128, f64),
+    ) {
+        self.price = prices.0;
+        self.marginal_price = prices.1;
+        self.budget = budget;
+        self.total_tokens = u64::try_from(totals.0).unwrap_or(u64::MAX);
+        self.total_utility = totals.1;
+        self.passes = passes;
+    }
+
     pub(super) fn assemble(
         queries: Vec<QueryAllocation>,
         price: Option<f64>,

@@ -106,6 +106,11 @@ impl Bid {
 /// Nominally public so that [`Curve`](crate::Curve) can name it; it lives in a private
 /// module, so only the crate implements it.
 pub trait Bidding: Clone + std::fmt::Debug + Send + Sync {
+    /// Whether the solver should copy bidders of this type side by side for its
+    /// passes over the queries still in play: true for a small bidder that owns no
+    /// memory, whose copy is cheaper than the scattered reads it saves.
+    const COMPACT: bool = false;
+
     /// The cap in tokens.
     fn cap(&self) -> f64;
     /// Grants at or below this many tokens buy nothing.
@@ -147,6 +152,8 @@ pub trait Bidding: Clone + std::fmt::Debug + Send + Sync {
 }
 
 impl Bidding for Bidder {
+    const COMPACT: bool = true;
+
     fn cap(&self) -> f64 {
         Bidder::cap(self)
     }

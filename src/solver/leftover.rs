@@ -8,9 +8,10 @@
 //! move only if the batch's utility rises.
 
 use super::bid::{BidRule, Bidding};
-use super::market::{Cleared, Market};
+use super::chunks;
 use super::search::{Bracket, Point};
-use super::{scatter, total_utility_of, utility_of, Allocator, Query};
+use super::subset::Members;
+use super::{scatter, utility_of, Allocator, Query};
 use crate::model::Curve;
 
 /// A candidate allocation during the leftover step.
@@ -78,11 +79,22 @@ impl EdgeEffort {
 pub(super) struct Leftover<'a, C: Curve> {
     pub allocator: &'a Allocator,
     pub queries: &'a [Query<C>],
-    pub market: &'a Market<C::Bidder>,
+    /// The queries in play (every query in a small batch), by position: the step
+    /// works on these alone.
+    pub market: Members<'a, C::Bidder>,
     pub budget: u64,
     /// `ln` of the clearing price.
     pub start_log_price: f64,
     pub effort: EdgeEffort,
+}
+
+/// The bids at the ends of the cleared bracket, by position among the members.
+pub(super) struct Ends<'a> {
+    /// The feasible end.
+    pub hi: Point,
+    pub hi_tokens: &'a [f64],
+    /// Bids at the infeasible end, when one was evaluated.
+    pub lo_tokens: Option<&'a [f64]>,
 }
 
 /// The leftover step's result.
@@ -92,18 +104,32 @@ pub(super) struct Spent {
 }
 
 impl<C: Curve> Leftover<'_, C> {
+    /// The query at position `k` among the members.
+    fn query(&self, k: usize) -> &Query<C> {
+        &self.queries[self.market.query(k)]
+    }
+
+    /// `Σ weight · U(grant)` of the members.
+    fn total_utility(&self, grants: &[u64]) -> f64 {
+        grants
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| utility_of(self.query(k), t))
+            .sum()
+    }
+
     /// Spends the leftover of a cleared market: funds the queries that fit, re-clears
     /// the price among them, and tries funding more (the no-abandonment ablation keeps
     /// its pure rule and only hands out what is left), keeping each move that raises
     /// the batch's utility.
-    pub fn spend(&self, cleared: &Cleared) -> Spent {
+    pub fn spend(&self, cleared: &Ends) -> Spent {
         let market = self.market;
         let (funded, left_out) = self.funded_set(cleared);
-        let (marginal, spent, mut passes) = self.reclear(&funded, Some(&cleared.hi_tokens));
+        let (marginal, spent, mut passes) = self.reclear(&funded, Some(cleared.hi_tokens));
         let mut tokens = vec![0.0; market.len()];
         scatter(&mut tokens, &funded, &spent);
-        let grants = self.allocator.round(market, &tokens, Some(self.budget));
-        let candidates = if market.len() <= EdgeEffort::SMALL_BATCH {
+        let grants = self.allocator.round(&market, &tokens, Some(self.budget));
+        let candidates = if self.queries.len() <= EdgeEffort::SMALL_BATCH {
             (0..market.len())
                 .filter(|i| funded.binary_search(i).is_err())
                 .collect()
@@ -118,7 +144,7 @@ impl<C: Curve> Leftover<'_, C> {
             displaced: Vec::new(),
         };
         passes += self.add_edges(&mut plan, candidates);
-        if market.len() <= EdgeEffort::SMALL_BATCH {
+        if self.queries.len() <= EdgeEffort::SMALL_BATCH {
             self.top_up(&mut plan);
         }
         Spent { plan, passes }
@@ -131,7 +157,7 @@ impl<C: Curve> Leftover<'_, C> {
     /// empirical curve whose next hull vertex is beyond the remainder can still turn
     /// it into utility between vertices.
     fn top_up(&self, plan: &mut Plan) {
-        let (queries, market) = (self.queries, self.market);
+        let market = self.market;
         for _ in 0..4 {
             let used: u128 = plan.grants.iter().map(|&t| t as u128).sum();
             let rest = u64::try_from((self.budget as u128).saturating_sub(used)).unwrap_or(0);
@@ -143,9 +169,10 @@ impl<C: Curve> Leftover<'_, C> {
                 return;
             }
             let mut best: Option<(f64, usize, u64)> = None;
-            for (i, query) in queries.iter().enumerate() {
-                let grant = plan.grants[i].saturating_add(rest).min(market.caps[i]);
-                if grant as f64 <= market.bidders[i].threshold() {
+            for i in 0..market.len() {
+                let query = self.query(i);
+                let grant = plan.grants[i].saturating_add(rest).min(market.cap(i));
+                if grant as f64 <= market.bidder(i).threshold() {
                     continue;
                 }
                 let gain = utility_of(query, grant) - utility_of(query, plan.grants[i]);
@@ -171,11 +198,11 @@ impl<C: Curve> Leftover<'_, C> {
     /// solvency at one price (identical queries always do), and a price alone cannot
     /// fund some of them and not others. Also returns the ones that did not fit, in no
     /// particular order.
-    fn funded_set(&self, cleared: &Cleared) -> (Vec<usize>, Vec<usize>) {
+    fn funded_set(&self, cleared: &Ends) -> (Vec<usize>, Vec<usize>) {
         let market = self.market;
         let n = market.len();
-        let mut funded: Vec<usize> = (0..n).filter(|&i| cleared.hi_tokens[i] > 0.0).collect();
-        let Some(lo) = &cleared.lo_tokens else {
+        let funded = chunks::filter_map(n, |i| (cleared.hi_tokens[i] > 0.0).then_some(i));
+        let Some(lo) = cleared.lo_tokens else {
             return (funded, Vec::new());
         };
         // Only bids that fit the room can be funded; most solvent (highest abandonment
@@ -185,22 +212,24 @@ impl<C: Curve> Leftover<'_, C> {
         let mut fitting = Vec::new();
         for i in (0..n).filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0) {
             if lo[i] <= room {
-                fitting.push((market.bidders[i].abandonment_price(), i));
+                fitting.push((market.bidder(i).abandonment_price(), i));
             } else {
                 left_out.push(i);
             }
         }
         fitting.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let mut joined = Vec::new();
         for (_, i) in fitting {
             if lo[i] <= room {
                 room -= lo[i];
-                funded.push(i);
+                joined.push(i);
             } else {
                 left_out.push(i);
             }
         }
-        funded.sort_unstable();
-        (funded, left_out)
+        // `funded` is in order already: merge the few that joined into it.
+        joined.sort_unstable();
+        (merge(&funded, &joined), left_out)
     }
 
     /// The queries to try funding on top of the funded set. All of `candidates` when
@@ -210,7 +239,7 @@ impl<C: Curve> Leftover<'_, C> {
     /// most solvent query may need tokens that only a costly squeeze of the others
     /// could free. Candidates whose utility could not matter are left out.
     fn edge_candidates(&self, candidates: &[usize], marginal_price: f64) -> Vec<usize> {
-        let (queries, market, effort) = (self.queries, self.market, self.effort);
+        let (market, effort) = (self.market, self.effort);
         let budget = self.budget as f64;
         // Funding one query gains at most its utility; below this share of what the
         // budget is worth at the margin, the extra re-clear is not worth its passes.
@@ -220,9 +249,9 @@ impl<C: Curve> Leftover<'_, C> {
             .copied()
             .filter(|&j| {
                 // Cheapest bound first: a query's utility never exceeds weight × ceiling.
-                let query = &queries[j];
+                let query = self.query(j);
                 query.weight() * query.curve().ceiling() > negligible
-                    && query.utility(market.bidders[j].cap().min(budget)) > negligible
+                    && query.utility(market.bidder(j).cap().min(budget)) > negligible
             })
             .collect();
         if useful.len() <= effort.exhaustive.max(effort.tries) {
@@ -233,17 +262,17 @@ impl<C: Curve> Leftover<'_, C> {
             scored.select_nth_unstable_by(effort.tries - 1, |a, b| b.0.total_cmp(&a.0));
             scored[..effort.tries].iter().map(|&(_, j)| j).collect()
         };
-        let mut picks = top(&|j| market.bidders[j].abandonment_price_within(budget));
+        let mut picks = top(&|j| market.bidder(j).abandonment_price_within(budget));
         if !effort.both_rankings {
             return picks;
         }
         let surplus = |j: usize| {
-            let bidder = &market.bidders[j];
+            let bidder = &market.bidder(j);
             let grant = bidder
                 .bid_by(marginal_price, BidRule::Rational)
                 .tokens()
                 .min(budget);
-            queries[j].utility(grant) - marginal_price * grant
+            self.query(j).utility(grant) - marginal_price * grant
         };
         for j in top(&surplus) {
             if !picks.contains(&j) {
@@ -288,7 +317,7 @@ impl<C: Curve> Leftover<'_, C> {
                 };
                 branch = next;
             }
-            let value = total_utility_of(self.queries, &branch.grants);
+            let value = self.total_utility(&branch.grants);
             if value > best.as_ref().map_or(f64::NEG_INFINITY, |b| b.0) {
                 best = Some((value, branch));
             }
@@ -306,14 +335,13 @@ impl<C: Curve> Leftover<'_, C> {
         candidates: &[usize],
         passes: &mut usize,
     ) -> Vec<(f64, Plan)> {
-        let (queries, market, effort, budget) =
-            (self.queries, self.market, self.effort, self.budget);
+        let (market, effort, budget) = (self.market, self.effort, self.budget);
         let allocator = self.allocator;
         let weakest = plan
             .funded
             .iter()
             .filter(|_| effort.swaps)
-            .map(|&i| (market.bidders[i].abandonment_price(), i))
+            .map(|&i| (market.bidder(i).abandonment_price(), i))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, i)| i);
         let mut moves = Vec::new();
@@ -327,12 +355,12 @@ impl<C: Curve> Leftover<'_, C> {
             // The free move: j takes what the budget has left, nobody else changes.
             let leftover_grant = allocator
                 .round_down_whole(rest)
-                .min(market.caps[j])
+                .min(market.cap(j))
                 .saturating_add(plan.grants[j])
-                .min(market.caps[j]);
-            let gain =
-                utility_of(&queries[j], leftover_grant) - utility_of(&queries[j], plan.grants[j]);
-            if gain > 0.0 && leftover_grant as f64 > market.bidders[j].threshold() {
+                .min(market.cap(j));
+            let gain = utility_of(self.query(j), leftover_grant)
+                - utility_of(self.query(j), plan.grants[j]);
+            if gain > 0.0 && leftover_grant as f64 > market.bidder(j).threshold() {
                 let mut next = plan.clone();
                 next.grants[j] = leftover_grant;
                 next.funded.push(j);
@@ -355,13 +383,14 @@ impl<C: Curve> Leftover<'_, C> {
                 *passes += extra;
                 let mut tokens = vec![0.0; market.len()];
                 scatter(&mut tokens, &set, &spent);
-                let mut grants = allocator.round(market, &tokens, Some(budget));
+                let mut grants = allocator.round(&market, &tokens, Some(budget));
                 self.give_rest(&mut grants, j);
                 let gain: f64 = set
                     .iter()
                     .chain(&dropped)
                     .map(|&i| {
-                        utility_of(&queries[i], grants[i]) - utility_of(&queries[i], plan.grants[i])
+                        utility_of(self.query(i), grants[i])
+                            - utility_of(self.query(i), plan.grants[i])
                     })
                     .sum();
                 if gain > 0.0 {
@@ -402,8 +431,8 @@ impl<C: Curve> Leftover<'_, C> {
         let rest = u64::try_from((budget as u128).saturating_sub(used)).unwrap_or(u64::MAX);
         let grant = grants[j]
             .saturating_add(rest - rest % self.allocator.granularity)
-            .min(market.caps[j]);
-        if grant as f64 > market.bidders[j].threshold() {
+            .min(market.cap(j));
+        if grant as f64 > market.bidder(j).threshold() {
             grants[j] = grant;
         }
     }
@@ -419,18 +448,22 @@ impl<C: Curve> Leftover<'_, C> {
     /// (0 for the others), which spares the first pass most of its W₋₁ evaluations.
     fn reclear(&self, funded: &[usize], known: Option<&[f64]>) -> (f64, Vec<f64>, usize) {
         let allocator = self.allocator;
-        let bidders = &self.market.bidders;
+        let bidders = &self.market;
         let budget = self.budget as f64;
         let start_log_price = self.start_log_price;
-        let all_caps: f64 = funded.iter().map(|&i| bidders[i].cap()).sum();
+        let all_caps: f64 = funded.iter().map(|&i| bidders.bidder(i).cap()).sum();
         if all_caps <= budget {
-            return (0.0, funded.iter().map(|&i| bidders[i].cap()).collect(), 0);
+            return (
+                0.0,
+                funded.iter().map(|&i| bidders.bidder(i).cap()).collect(),
+                0,
+            );
         }
         let demand = |log_price: f64, tokens: &mut [f64]| {
             let price = log_price.exp();
             let mut point = Point::empty(log_price, funded.len());
             for (&i, slot) in funded.iter().zip(tokens.iter_mut()) {
-                let bid = bidders[i].bid_funded(price);
+                let bid = bidders.bidder(i).bid_funded(price);
                 *slot = bid.tokens();
                 point.tokens += *slot;
                 point.slope += bid.log_price_slope();
@@ -439,7 +472,7 @@ impl<C: Curve> Leftover<'_, C> {
         };
         let top = funded
             .iter()
-            .map(|&i| bidders[i].max_price_under(BidRule::KeepAll))
+            .map(|&i| bidders.bidder(i).max_price_under(BidRule::KeepAll))
             .fold(0.0, f64::max);
         let mut bracket = Bracket::new(top, all_caps);
         // The best feasible point so far starts as nothing bought at the top price.
@@ -456,9 +489,9 @@ impl<C: Curve> Leftover<'_, C> {
                 let mut point = Point::empty(start_log_price, funded.len());
                 for (&i, slot) in funded.iter().zip(current.iter_mut()) {
                     let bid = if known[i] > 0.0 {
-                        bidders[i].funded_bid_at(known[i])
+                        bidders.bidder(i).funded_bid_at(known[i])
                     } else {
-                        bidders[i].bid_funded(price)
+                        bidders.bidder(i).bid_funded(price)
                     };
                     *slot = bid.tokens();
                     point.tokens += *slot;
@@ -496,11 +529,41 @@ impl<C: Curve> Leftover<'_, C> {
     }
 }
 
+/// The sorted union of two sorted, disjoint lists.
+fn merge(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut j, mut k) = (0, 0);
+    while j < a.len() && k < b.len() {
+        if a[j] < b[k] {
+            merged.push(a[j]);
+            j += 1;
+        } else {
+            merged.push(b[k]);
+            k += 1;
+        }
+    }
+    merged.extend_from_slice(&a[j..]);
+    merged.extend_from_slice(&b[k..]);
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::solver::market::{ClearBuffers, Market};
     use crate::solver::search::Point;
+    use crate::solver::subset::Subset;
+    use crate::solver::total_utility_of;
     use crate::ShiftedSurge;
+
+    type Bidder = crate::solver::Bidder;
+
+    /// Every query of the market as a subset.
+    fn everyone(market: &Market<Bidder>) -> Subset<Bidder> {
+        let mut set = Subset::default();
+        set.fill_all(market);
+        set
+    }
 
     fn queries(curves: &[(f64, f64, f64)], cap: u64) -> Vec<Query> {
         curves
@@ -512,13 +575,14 @@ mod tests {
     fn leftover<'a>(
         allocator: &'a Allocator,
         queries: &'a [Query],
-        market: &'a Market<crate::solver::Bidder>,
+        market: &'a Market<Bidder>,
+        set: &'a Subset<Bidder>,
         budget: u64,
     ) -> Leftover<'a, ShiftedSurge> {
         Leftover {
             allocator,
             queries,
-            market,
+            market: Members { market, set },
             budget,
             start_log_price: (1e-3f64).ln(),
             effort: EdgeEffort::for_batch(market.len()),
@@ -544,29 +608,36 @@ mod tests {
             1000,
         );
         let market = Market::prepare(&allocator, &qs);
+        let set = everyone(&market);
         // Nobody is funded at the feasible end; everybody bids 300 at the other.
-        let cleared = Cleared {
+        let cleared = Ends {
             hi: Point {
                 log_price: -5.0,
                 tokens: 0.0,
                 slope: 0.0,
                 funded: 0,
             },
-            hi_tokens: vec![0.0; 3],
-            lo_tokens: Some(vec![300.0; 3]),
-            passes: 2,
+            hi_tokens: &[0.0; 3],
+            lo_tokens: Some(&[300.0; 3]),
         };
-        let step = leftover(&allocator, &qs, &market, 700);
+        let step = leftover(&allocator, &qs, &market, &set, 700);
         let (funded, left_out) = step.funded_set(&cleared);
         assert_eq!(funded, [1, 2]);
         assert_eq!(left_out, [0]);
         // Without an evaluated low end, only the feasible end's queries are funded.
-        let bare = Cleared {
+        let bare = Ends {
             lo_tokens: None,
-            hi_tokens: vec![0.0, 250.0, 0.0],
+            hi_tokens: &[0.0, 250.0, 0.0],
             ..cleared
         };
         assert_eq!(step.funded_set(&bare), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn merging_keeps_order() {
+        assert_eq!(merge(&[1, 4, 9], &[0, 5, 12]), [0, 1, 4, 5, 9, 12]);
+        assert_eq!(merge(&[], &[3]), [3]);
+        assert_eq!(merge(&[2], &[]), [2]);
     }
 
     #[test]
@@ -574,12 +645,13 @@ mod tests {
         let allocator = Allocator::builder().granularity(10).build().unwrap();
         let qs = queries(&[(100.0, 50.0, 0.9), (100.0, 50.0, 0.9)], 1000);
         let market = Market::prepare(&allocator, &qs);
+        let set = everyone(&market);
         let mut grants = vec![300, 0];
-        leftover(&allocator, &qs, &market, 1205).give_rest(&mut grants, 1);
+        leftover(&allocator, &qs, &market, &set, 1205).give_rest(&mut grants, 1);
         // 905 left, rounded down to the granularity, within the cap of 1000.
         assert_eq!(grants, [300, 900]);
         let mut grants = vec![300, 0];
-        leftover(&allocator, &qs, &market, 395).give_rest(&mut grants, 1);
+        leftover(&allocator, &qs, &market, &set, 395).give_rest(&mut grants, 1);
         // 90 tokens would not pass the threshold of 100: they buy nothing.
         assert_eq!(grants, [300, 0]);
     }
@@ -589,7 +661,8 @@ mod tests {
         let allocator = Allocator::default();
         let qs = queries(&[(100.0, 50.0, 0.9), (200.0, 80.0, 0.9)], 2000);
         let market = Market::prepare(&allocator, &qs);
-        let step = leftover(&allocator, &qs, &market, 1000);
+        let set = everyone(&market);
+        let step = leftover(&allocator, &qs, &market, &set, 1000);
         let start = plan(vec![400, 0], vec![0], 1e-3);
         let mut passes = 0;
         let moves = step.edge_moves(&start, &[1], &mut passes);
@@ -607,7 +680,8 @@ mod tests {
         let allocator = Allocator::builder().abandonment(false).build().unwrap();
         let qs = queries(&[(100.0, 50.0, 0.9), (200.0, 80.0, 0.9)], 2000);
         let market = Market::prepare(&allocator, &qs);
-        let step = leftover(&allocator, &qs, &market, 1000);
+        let set = everyone(&market);
+        let step = leftover(&allocator, &qs, &market, &set, 1000);
         let mut passes = 0;
         let moves = step.edge_moves(&plan(vec![400, 0], vec![0], 1e-3), &[1], &mut passes);
         // One free move, and no re-clear (no passes).
@@ -630,14 +704,22 @@ mod tests {
             4000,
         );
         let market = Market::prepare(&allocator, &qs);
+        let set = everyone(&market);
         for budget in [300u64, 700, 1200, 2500] {
-            let cleared = allocator.clear(&market, budget as f64);
-            let at_price = allocator.round(&market, &cleared.hi_tokens, Some(budget));
+            let mut buffers = ClearBuffers::default();
+            let cleared = allocator.clear(&market, budget as f64, &mut buffers);
+            buffers.widen(&market);
+            let at_price = allocator.round(&market, &buffers.hi, Some(budget));
             let step = Leftover {
                 start_log_price: cleared.hi.log_price,
-                ..leftover(&allocator, &qs, &market, budget)
+                ..leftover(&allocator, &qs, &market, &set, budget)
             };
-            let Spent { plan, .. } = step.spend(&cleared);
+            let ends = Ends {
+                hi: cleared.hi,
+                hi_tokens: &buffers.hi,
+                lo_tokens: (!buffers.lo.is_empty()).then_some(&buffers.lo[..]),
+            };
+            let Spent { plan, .. } = step.spend(&ends);
             assert!(plan.grants.iter().sum::<u64>() <= budget);
             assert!(
                 total_utility_of(&qs, &plan.grants) >= total_utility_of(&qs, &at_price) - 1e-12,

@@ -5,7 +5,9 @@
 //! the searches are built to need few of them.
 
 use super::bid::{Bid, BidRule, Bidding};
+use super::chunks;
 use super::search::{Bracket, Demand, Point, Search, Stop};
+use super::subset::Subset;
 use super::{Allocator, Query};
 use crate::error::{Error, QueryRef, Result};
 use crate::model::{surge_z, Curve};
@@ -18,8 +20,12 @@ const MIN_TOP_PRICE: f64 = 1e-280;
 /// sample.
 const LARGE_BATCH: usize = 4096;
 
-/// Size of the presolve sample.
+/// Size of the presolve sample: [`SAMPLE`] queries, or one in [`SAMPLE_STRIDE`] in
+/// batches over half a million, where a fixed sample lands the first full pass far
+/// enough off the budget to cost an extra pass (measured: 16 % off at 10⁶ queries),
+/// while the sample's own passes stay a small share of one full pass.
 const SAMPLE: usize = 512;
+const SAMPLE_STRIDE: usize = 1000;
 
 /// The batch, folded into per-query bidders.
 pub(super) struct Market<B: Bidding> {
@@ -37,43 +43,138 @@ pub(super) struct Market<B: Bidding> {
     pub fundable_caps: u128,
 }
 
+/// What preparing the queries learns about the batch as a whole; merged chunk by
+/// chunk in order, so it does not depend on how the batch was split.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    top_price: f64,
+    top_query: usize,
+    fundable_caps: u128,
+    /// The first query's shape, and whether every query shares it.
+    shape: Option<(f64, f64)>,
+    shared: bool,
+}
+
+impl Summary {
+    const EMPTY: Summary = Summary {
+        top_price: 0.0,
+        top_query: 0,
+        fundable_caps: 0,
+        shape: None,
+        shared: true,
+    };
+
+    #[inline]
+    fn add<B: Bidding>(&mut self, index: usize, bidder: &B, cap: u64, rule: BidRule) {
+        let max_price = bidder.max_price_under(rule);
+        if max_price > self.top_price {
+            self.top_price = max_price;
+            self.top_query = index;
+        }
+        if bidder.fundable() {
+            self.fundable_caps += cap as u128;
+        }
+        match bidder.shape() {
+            Some(this) => self.shared &= *self.shape.get_or_insert(this) == this,
+            None => self.shared = false,
+        }
+    }
+
+    /// `self` followed by `later`.
+    #[cfg(feature = "parallel")]
+    fn then(self, later: Summary) -> Summary {
+        let top = if later.top_price > self.top_price {
+            later
+        } else {
+            self
+        };
+        Summary {
+            top_price: top.top_price,
+            top_query: top.top_query,
+            fundable_caps: self.fundable_caps + later.fundable_caps,
+            shape: self.shape.or(later.shape),
+            shared: self.shared
+                && later.shared
+                && match (self.shape, later.shape) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                },
+        }
+    }
+}
+
 impl<B: Bidding> Market<B> {
-    /// Prepares the queries' bidders, in one pass.
-    pub fn prepare<C: Curve<Bidder = B>>(allocator: &Allocator, queries: &[Query<C>]) -> Self {
-        let mut bidders = Vec::with_capacity(queries.len());
-        let mut caps = Vec::with_capacity(queries.len());
-        let mut top_price = 0.0f64;
-        let mut fundable_caps = 0u128;
-        let mut shape = None;
-        let mut shared = true;
-        let mut top_query = 0;
-        for (index, query) in queries.iter().enumerate() {
-            let cap = allocator.cap_of(query);
-            let bidder = query.curve().bidder(query.weight(), cap as f64);
-            let max_price = bidder.max_price_under(allocator.rule);
-            if max_price > top_price {
-                top_price = max_price;
-                top_query = index;
-            }
-            if bidder.fundable() {
-                fundable_caps += cap as u128;
-            }
-            match bidder.shape() {
-                Some(this_shape) => shared &= *shape.get_or_insert(this_shape) == this_shape,
-                None => shared = false,
-            }
-            bidders.push(bidder);
-            caps.push(cap);
-        }
+    /// An empty market, to be filled by [`Market::refill`].
+    pub fn empty(rule: BidRule) -> Self {
         Market {
-            bidders,
-            caps,
-            rule: allocator.rule,
-            shared_scale: shape.filter(|_| shared).map(|(scale, _)| scale),
-            top_price,
-            top_query,
-            fundable_caps,
+            bidders: Vec::new(),
+            caps: Vec::new(),
+            rule,
+            shared_scale: None,
+            top_price: 0.0,
+            top_query: 0,
+            fundable_caps: 0,
         }
+    }
+
+    /// Prepares the queries' bidders.
+    pub fn prepare<C: Curve<Bidder = B>>(allocator: &Allocator, queries: &[Query<C>]) -> Self {
+        let mut market = Market::empty(allocator.rule);
+        market.refill(allocator, queries);
+        market
+    }
+
+    /// Prepares the queries' bidders into this market's memory, in one pass (on
+    /// several threads for a large batch with the `parallel` feature).
+    pub fn refill<C: Curve<Bidder = B>>(&mut self, allocator: &Allocator, queries: &[Query<C>]) {
+        let rule = allocator.rule;
+        let prepare = |query: &Query<C>| {
+            let cap = allocator.cap_of(query);
+            (query.curve().bidder(query.weight(), cap as f64), cap)
+        };
+        self.rule = rule;
+        self.bidders.clear();
+        self.caps.clear();
+        let mut summary = Summary::EMPTY;
+        #[cfg(feature = "parallel")]
+        if chunks::parallel(queries.len()) {
+            use rayon::prelude::*;
+            queries
+                .par_iter()
+                .map(prepare)
+                .unzip_into_vecs(&mut self.bidders, &mut self.caps);
+            let caps = &self.caps;
+            summary = chunks::fold(
+                &self.bidders,
+                &mut vec![(); queries.len()],
+                Summary::EMPTY,
+                |offset, bidders, _| {
+                    let mut part = Summary::EMPTY;
+                    for (k, bidder) in bidders.iter().enumerate() {
+                        part.add(offset + k, bidder, caps[offset + k], rule);
+                    }
+                    part
+                },
+                Summary::then,
+            );
+        }
+        if self.bidders.len() != queries.len() {
+            self.bidders.reserve(queries.len());
+            self.caps.reserve(queries.len());
+            for (index, query) in queries.iter().enumerate() {
+                let (bidder, cap) = prepare(query);
+                summary.add(index, &bidder, cap, rule);
+                self.bidders.push(bidder);
+                self.caps.push(cap);
+            }
+        }
+        self.shared_scale = summary
+            .shape
+            .filter(|_| summary.shared)
+            .map(|(scale, _)| scale);
+        self.top_price = summary.top_price;
+        self.top_query = summary.top_query;
+        self.fundable_caps = summary.fundable_caps;
     }
 
     /// Prices below `e^LOG_PRICE_FLOOR` cannot be searched: a batch whose best token is
@@ -116,48 +217,168 @@ impl<B: Bidding> Market<B> {
 
     /// One pass: total demand at `e^log_price`, each query's bid written to `tokens`.
     pub fn demand(&self, log_price: f64, tokens: &mut [f64]) -> Point {
-        self.demand_of(log_price, 0..self.len(), tokens, false)
+        self.pass(&self.bidders, |b| b, log_price, tokens, false)
     }
 
-    /// Point at `e^log_price` of the queries in `among` (the others must be out at
-    /// this price); their bids are written to `tokens`. The slope costs a division per
-    /// funded query, so it is summed only when `with_slope` asks for it.
+    /// One pass over the members of `set`: their bids at `e^log_price` written to
+    /// `tokens` (by position in the set), and their total.
     fn demand_of(
         &self,
+        set: &Subset<B>,
         log_price: f64,
-        among: impl Iterator<Item = usize>,
         tokens: &mut [f64],
         with_slope: bool,
     ) -> Point {
-        let price = log_price.exp();
-        let mut total = Point::empty(log_price, 0);
-        let rule = self.rule;
-        let mut tally = |i: usize, bid: Bid| {
-            tokens[i] = bid.tokens();
-            if bid != Bid::Out {
-                total.funded += 1;
-                total.tokens += tokens[i];
-                if with_slope {
-                    total.slope += bid.log_price_slope();
-                }
-            }
-        };
-        match self.shared_scale.map(|scale| surge_z(price / scale)) {
-            Some(z) => among.for_each(|i| tally(i, self.bidders[i].bid_shared(price, rule, z))),
-            None => among.for_each(|i| tally(i, self.bidders[i].bid_by(price, rule))),
+        if B::COMPACT {
+            self.pass(&set.bidders, |b| b, log_price, tokens, with_slope)
+        } else {
+            let bidders = &self.bidders[..];
+            let at = |&i: &u32| -> &B { &bidders[i as usize] };
+            self.pass(&set.index, at, log_price, tokens, with_slope)
         }
-        total
+    }
+
+    /// Total demand at `e^log_price` of the bidders `bidder(x)` for `x` in `inputs`,
+    /// each bid written to `tokens`; summed in fixed chunks (see [`chunks`]). The slope
+    /// costs a division per funded query, so it is summed only when `with_slope` asks
+    /// for it.
+    #[inline]
+    fn pass<'b, A: Sync>(
+        &self,
+        inputs: &'b [A],
+        bidder: impl Fn(&'b A) -> &'b B + Sync + Send,
+        log_price: f64,
+        tokens: &mut [f64],
+        with_slope: bool,
+    ) -> Point
+    where
+        B: 'b,
+    {
+        let price = log_price.exp();
+        let rule = self.rule;
+        let shared_z = self.shared_scale.map(|scale| surge_z(price / scale));
+        chunks::fold(
+            inputs,
+            tokens,
+            Point::empty(log_price, 0),
+            |offset, part_inputs: &[A], tokens: &mut [f64]| {
+                // Re-slice from `inputs` so the items keep its lifetime.
+                let part_inputs = &inputs[offset..offset + part_inputs.len()];
+                let mut part = Point::empty(log_price, 0);
+                let mut tally = |slot: &mut f64, bid: Bid| {
+                    *slot = bid.tokens();
+                    if bid != Bid::Out {
+                        part.funded += 1;
+                        part.tokens += *slot;
+                        if with_slope {
+                            part.slope += bid.log_price_slope();
+                        }
+                    }
+                };
+                match shared_z {
+                    Some(z) => part_inputs
+                        .iter()
+                        .zip(tokens)
+                        .for_each(|(x, t)| tally(t, bidder(x).bid_shared(price, rule, z))),
+                    None => part_inputs
+                        .iter()
+                        .zip(tokens)
+                        .for_each(|(x, t)| tally(t, bidder(x).bid_by(price, rule))),
+                }
+                part
+            },
+            |mut total, part| {
+                total.funded += part.funded;
+                total.tokens += part.tokens;
+                total.slope += part.slope;
+                total
+            },
+        )
     }
 }
 
-/// The outcome of market clearing: the final bracket and the bids at its ends.
+/// The memory of one market clearing, kept in a workspace between calls: bids at the
+/// bracket's ends, first for every query, then — once a low end is known — for the
+/// queries funded there alone ([`Subset`]).
+pub(super) struct ClearBuffers<B> {
+    /// Bids of every query at the latest price, before a low end is known.
+    all_current: Vec<f64>,
+    /// Bids of every query at the feasible end, before a low end is known.
+    all_hi: Vec<f64>,
+    /// The queries that can still be funded; after clearing, those funded at the low
+    /// end (or, without one, at the feasible end).
+    pub set: Subset<B>,
+    /// Bids of the set's members at the latest price.
+    current: Vec<f64>,
+    /// Bids of the set's members at the feasible end.
+    pub hi: Vec<f64>,
+    /// Bids of the set's members at the infeasible end (empty without one).
+    pub lo: Vec<f64>,
+}
+
+impl<B: Bidding> Default for ClearBuffers<B> {
+    fn default() -> Self {
+        ClearBuffers {
+            all_current: Vec::new(),
+            all_hi: Vec::new(),
+            set: Subset::default(),
+            current: Vec::new(),
+            hi: Vec::new(),
+            lo: Vec::new(),
+        }
+    }
+}
+
+impl<B: Bidding> ClearBuffers<B> {
+    /// Room for `n` bids in memory the buffers hold, for a single pass over every
+    /// query (which overwrites all of them).
+    pub fn scratch(&mut self, n: usize) -> &mut [f64] {
+        fit(&mut self.all_current, n);
+        &mut self.all_current
+    }
+
+    /// Makes every query of `market` a member, with bids `tokens` at both ends: the
+    /// leftover step of a small batch considers every query.
+    pub fn widen(&mut self, market: &Market<B>) {
+        let n = market.len();
+        self.all_hi.clear();
+        self.all_hi.resize(n, 0.0);
+        self.all_current.clear();
+        self.all_current.resize(n, 0.0);
+        for (k, &i) in self.set.index.iter().enumerate() {
+            self.all_hi[i as usize] = self.hi[k];
+            if !self.lo.is_empty() {
+                self.all_current[i as usize] = self.lo[k];
+            }
+        }
+        let has_lo = !self.lo.is_empty();
+        self.set.fill_all(market);
+        self.hi.clear();
+        self.hi.extend_from_slice(&self.all_hi);
+        self.lo.clear();
+        if has_lo {
+            self.lo.extend_from_slice(&self.all_current);
+        }
+    }
+}
+
+/// Makes `v` `n` long for a pass to overwrite: its memory when large enough (its old
+/// values left in place), else fresh zeroed memory, which the kernel maps only as the
+/// pass first writes it, rather than zeroing it here and once more there.
+fn fit(v: &mut Vec<f64>, n: usize) {
+    if v.capacity() < n {
+        *v = vec![0.0; n];
+    } else {
+        v.truncate(n);
+        v.resize(n, 0.0);
+    }
+}
+
+/// The outcome of market clearing: the final bracket's feasible end; the bids at its
+/// ends are in the [`ClearBuffers`].
 pub(super) struct Cleared {
     /// The feasible end: demand ≤ budget.
     pub hi: Point,
-    /// Bids at `hi` (0 = out).
-    pub hi_tokens: Vec<f64>,
-    /// Bids at the infeasible end, when one was evaluated.
-    pub lo_tokens: Option<Vec<f64>>,
     pub passes: usize,
 }
 
@@ -165,59 +386,91 @@ pub(super) struct Cleared {
 /// bracket.
 ///
 /// Queries out at the low end are out everywhere in the bracket: once a low end is
-/// known, passes visit only the queries funded there. Every buffer is kept at 0
-/// outside that set, so a pass over it leaves whole, valid bids behind.
+/// known, passes visit only the queries funded there, compacted into the buffers'
+/// [`Subset`], which shrinks again at each new low end.
 struct BatchDemand<'a, B: Bidding> {
     market: &'a Market<B>,
-    /// Bids at the latest price.
-    current: Vec<f64>,
-    hi_tokens: Vec<f64>,
-    lo_tokens: Option<Vec<f64>>,
-    active: Option<Vec<usize>>,
+    buffers: &'a mut ClearBuffers<B>,
+    /// Whether a low end is known (and the passes run over the subset).
+    compact: bool,
+    /// Whether `all_hi` holds the bids at an evaluated feasible end.
+    all_hi_known: bool,
 }
 
 impl<B: Bidding> Demand for BatchDemand<'_, B> {
     fn at(&mut self, log_price: f64, with_slope: bool) -> Point {
-        let market = self.market;
-        match &self.active {
-            Some(among) => market.demand_of(
+        let buffers = &mut *self.buffers;
+        if self.compact {
+            self.market
+                .demand_of(&buffers.set, log_price, &mut buffers.current, with_slope)
+        } else {
+            let market = self.market;
+            market.pass(
+                &market.bidders,
+                |b| b,
                 log_price,
-                among.iter().copied(),
-                &mut self.current,
+                &mut buffers.all_current,
                 with_slope,
-            ),
-            None => market.demand_of(log_price, 0..market.len(), &mut self.current, with_slope),
+            )
         }
     }
 
     fn settle(&mut self, point: &Point, feasible: bool) {
-        if feasible {
-            std::mem::swap(&mut self.hi_tokens, &mut self.current);
+        let market = self.market;
+        let b = &mut *self.buffers;
+        match (self.compact, feasible) {
+            (false, true) => {
+                std::mem::swap(&mut b.all_hi, &mut b.all_current);
+                fit(&mut b.all_current, market.len());
+                self.all_hi_known = true;
+            }
+            (false, false) => {
+                // The first low end: the queries funded there become the set.
+                b.set.clear();
+                b.hi.clear();
+                b.lo.clear();
+                b.set.reserve(point.funded);
+                b.hi.reserve(point.funded);
+                b.lo.reserve(point.funded);
+                for (i, &t) in b.all_current.iter().enumerate() {
+                    if t > 0.0 {
+                        b.set.push(market, i);
+                        b.lo.push(t);
+                        b.hi.push(if self.all_hi_known { b.all_hi[i] } else { 0.0 });
+                    }
+                }
+                b.current.clear();
+                b.current.resize(b.set.len(), 0.0);
+                self.compact = true;
+            }
+            (true, true) => std::mem::swap(&mut b.hi, &mut b.current),
+            (true, false) => {
+                std::mem::swap(&mut b.lo, &mut b.current);
+                b.set
+                    .retain_bidding(&mut b.lo, &mut [&mut b.hi, &mut b.current]);
+            }
+        }
+    }
+}
+
+impl<B: Bidding> BatchDemand<'_, B> {
+    /// Leaves the buffers' set as the queries funded at the low end, or — without
+    /// one — at the feasible end, with their bids.
+    fn finish(self) {
+        if self.compact {
             return;
         }
-        let n = self.market.len();
-        let lo = self.lo_tokens.get_or_insert_with(|| vec![0.0; n]);
-        std::mem::swap(lo, &mut self.current);
-        let shrunk = self
-            .active
-            .as_ref()
-            .is_none_or(|a| 4 * point.funded < 3 * a.len());
-        if shrunk {
-            let among: Vec<usize> = match &self.active {
-                Some(a) => a.iter().copied().filter(|&i| lo[i] > 0.0).collect(),
-                None => (0..n).filter(|&i| lo[i] > 0.0).collect(),
-            };
-            // `current` now holds the previous low end's bids: clear the ones that
-            // left the set.
-            match &self.active {
-                Some(a) => a.iter().for_each(|&i| {
-                    if lo[i] == 0.0 {
-                        self.current[i] = 0.0
-                    }
-                }),
-                None => self.current.iter_mut().for_each(|t| *t = 0.0),
+        let b = self.buffers;
+        b.set.clear();
+        b.hi.clear();
+        b.lo.clear();
+        if self.all_hi_known {
+            for (i, &t) in b.all_hi.iter().enumerate() {
+                if t > 0.0 {
+                    b.set.push(self.market, i);
+                    b.hi.push(t);
+                }
             }
-            self.active = Some(among);
         }
     }
 }
@@ -230,27 +483,37 @@ struct SampleDemand<'a, B: Bidding> {
 
 impl<B: Bidding> Demand for SampleDemand<'_, B> {
     fn at(&mut self, log_price: f64, with_slope: bool) -> Point {
-        let n = self.market.len();
-        self.market
-            .demand_of(log_price, 0..n, &mut self.scratch, with_slope)
+        let market = self.market;
+        market.pass(
+            &market.bidders,
+            |b| b,
+            log_price,
+            &mut self.scratch,
+            with_slope,
+        )
     }
 }
 
 impl Allocator {
     /// Market clearing (SPEC §4): narrows a bracket on the price until the feasible end
     /// is within tolerance of the budget or the bracket is narrower than the tolerance
-    /// (relative to the price).
-    pub(super) fn clear<B: Bidding>(&self, market: &Market<B>, budget: f64) -> Cleared {
+    /// (relative to the price). The bids at the bracket's ends are left in `buffers`.
+    pub(super) fn clear<B: Bidding>(
+        &self,
+        market: &Market<B>,
+        budget: f64,
+        buffers: &mut ClearBuffers<B>,
+    ) -> Cleared {
         let n = market.len();
         let mut bracket = Bracket::new(market.top_price, market.fundable_caps as f64);
         let target = budget * (1.0 - 0.5 * self.tolerance);
         let start = self.starting_point(market, budget, &bracket);
+        fit(&mut buffers.all_current, n);
         let mut demand = BatchDemand {
             market,
-            current: vec![0.0; n],
-            hi_tokens: vec![0.0; n],
-            lo_tokens: None,
-            active: None,
+            buffers,
+            compact: false,
+            all_hi_known: false,
         };
         let search = Search {
             tolerance: self.tolerance,
@@ -258,10 +521,9 @@ impl Allocator {
             stop: Stop::Close,
         };
         let passes = search.run(&mut demand, &mut bracket, start, budget, target);
+        demand.finish();
         Cleared {
             hi: bracket.hi,
-            hi_tokens: demand.hi_tokens,
-            lo_tokens: demand.lo_tokens,
             passes,
         }
     }
@@ -278,7 +540,7 @@ impl Allocator {
         let n = market.len();
         let (lo, hi) = (bracket.lo.log_price, bracket.hi.log_price);
         if n >= LARGE_BATCH {
-            let stride = n / SAMPLE;
+            let stride = n / SAMPLE.max(n / SAMPLE_STRIDE);
             let sample = market.sample(stride);
             let scale = n as f64 / sample.len() as f64;
             let mut sample_bracket = Bracket::new(sample.top_price, f64::INFINITY);
@@ -348,11 +610,14 @@ mod tests {
         let mut all = vec![0.0; 2];
         let full = market.demand(f64::NEG_INFINITY, &mut all);
         assert_eq!((full.tokens, full.funded), (2000.0, 2));
-        let mut some = vec![-1.0; 2];
-        let one = market.demand_of((1e-4f64).ln(), [1].into_iter(), &mut some, true);
+        // A subset of query 1 alone: its bid is written at its position, 0.
+        let mut set = Subset::default();
+        set.push(&market, 1);
+        assert_eq!(set.index, [1]);
+        let mut some = vec![-1.0; 1];
+        let one = market.demand_of(&set, (1e-4f64).ln(), &mut some, true);
         assert_eq!(one.funded, 1);
-        assert_eq!(some[0], -1.0);
-        assert!(some[1] > 100.0 && one.slope < 0.0);
+        assert!(some[0] > 100.0 && one.slope < 0.0);
     }
 
     #[test]

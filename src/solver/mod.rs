@@ -40,27 +40,35 @@ use crate::model::Curve;
 mod allocation;
 mod bid;
 mod builder;
+mod chunks;
 mod leftover;
 mod market;
 mod query;
 mod rounding;
 mod search;
+mod subset;
+mod workspace;
 
 pub use allocation::{Allocation, Decision, QueryAllocation};
 pub(crate) use bid::{Bid, BidRule, Bidder, Bidding};
 pub use builder::AllocatorBuilder;
 pub use query::Query;
 pub(crate) use search::{clear_weighted, WeightedSample};
+pub use workspace::Workspace;
 
-use leftover::{EdgeEffort, Leftover, Spent};
+use leftover::{EdgeEffort, Ends, Leftover, Spent};
 use market::Market;
 use search::LOG_PRICE_FLOOR;
+use subset::{Bidders, Members};
 
-/// The grants of one allocation before they become an [`Allocation`].
+/// The grants of one allocation before they become an [`Allocation`], by position
+/// among the queries they cover (see [`Bidders`]).
 struct Outcome {
     grants: Vec<u64>,
     /// Queries funded by the leftover step although insolvent at the price.
     edges: Vec<usize>,
+    /// Queries solvent at the price that the leftover step dropped for an edge query.
+    displaced: Vec<usize>,
     budget: Option<u64>,
     /// The clearing price and the marginal price.
     prices: (f64, f64),
@@ -170,56 +178,102 @@ impl Allocator {
     /// depend on their scale). Every other input is valid: a [`Query`] is checked
     /// when it is built.
     pub fn allocate<C: Curve>(&self, queries: &[Query<C>], budget: u64) -> Result<Allocation> {
-        let market = Market::prepare(self, queries);
-        let outcome = |grants, price, passes| Outcome {
+        let mut workspace = Workspace::new();
+        self.allocate_with(&mut workspace, queries, budget)?;
+        Ok(workspace.take_allocation())
+    }
+
+    /// [`Allocator::allocate`] in the memory of a [`Workspace`]: the allocation is
+    /// built in the workspace and lent back, so a caller that allocates at every
+    /// scheduling step, with one workspace, touches no fresh memory once the
+    /// workspace has grown to its batches (clone the allocation to keep it past the
+    /// next call). The result is the same as [`Allocator::allocate`]'s, bit for bit.
+    ///
+    /// ```
+    /// use clear_alloc::{Allocator, Query, ShiftedSurge, Workspace};
+    ///
+    /// let allocator = Allocator::default();
+    /// let mut workspace = Workspace::new();
+    /// let queries = vec![Query::new(ShiftedSurge::new(151.0, 101.0, 0.95)?); 10];
+    /// let allocation = allocator.allocate_with(&mut workspace, &queries, 3_000)?;
+    /// assert!(allocation.total_tokens() <= 3_000);
+    /// # Ok::<(), clear_alloc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Allocator::allocate`].
+    pub fn allocate_with<'w, C: Curve>(
+        &self,
+        workspace: &'w mut Workspace<C>,
+        queries: &[Query<C>],
+        budget: u64,
+    ) -> Result<&'w Allocation> {
+        let Workspace {
+            market,
+            clearing,
+            utilities,
+            allocation,
+        } = workspace;
+        market.refill(self, queries);
+        let market = &*market;
+        let flat = |grants, price, passes| Outcome {
             grants,
             edges: Vec::new(),
+            displaced: Vec::new(),
             budget: Some(budget),
             prices: (price, price),
             passes,
         };
         if market.fundable_caps <= budget as u128 {
             // Not scarce: price 0, every query that can use its cap gets it.
-            let mut tokens = vec![0.0; market.len()];
-            market.demand(f64::NEG_INFINITY, &mut tokens);
-            let grants = self.round(&market, &tokens, Some(budget));
-            return Ok(self.finish(queries, &market, outcome(grants, 0.0, 1)));
+            let tokens = clearing.scratch(market.len());
+            market.demand(f64::NEG_INFINITY, tokens);
+            let grants = self.round(market, tokens, Some(budget));
+            self.finish(allocation, queries, market, utilities, flat(grants, 0.0, 1));
+            return Ok(allocation);
         }
         market.check_priceable(queries)?;
-        let cleared = self.clear(&market, budget as f64);
+        let cleared = self.clear(market, budget as f64, clearing);
+        if market.len() <= EdgeEffort::SMALL_BATCH {
+            // A small batch's leftover step considers every query.
+            clearing.widen(market);
+        }
+        let members = Members {
+            market,
+            set: &clearing.set,
+        };
         if cleared.hi.log_price <= LOG_PRICE_FLOOR + 1.0 {
             // Demand at the lowest representable price fits: more tokens would add less
             // utility than an f64 can hold, so the budget is ample in all but name.
-            let grants = self.round(&market, &cleared.hi_tokens, Some(budget));
-            return Ok(self.finish(queries, &market, outcome(grants, 0.0, cleared.passes)));
+            let grants = self.round(&members, &clearing.hi, Some(budget));
+            let outcome = flat(grants, 0.0, cleared.passes);
+            self.finish(allocation, queries, &members, utilities, outcome);
+            return Ok(allocation);
         }
         let leftover = Leftover {
             allocator: self,
             queries,
-            market: &market,
+            market: members,
             budget,
             start_log_price: cleared.hi.log_price,
             effort: EdgeEffort::for_batch(market.len()),
         };
-        let Spent { plan, passes } = leftover.spend(&cleared);
-        let mut result = self.finish(
-            queries,
-            &market,
-            Outcome {
-                grants: plan.grants,
-                edges: plan.edges,
-                budget: Some(budget),
-                prices: (cleared.hi.price(), plan.marginal_price),
-                passes: cleared.passes + passes,
-            },
-        );
-        // Displaced queries hold no tokens, so `finish` marked them abandoned.
-        for &k in &plan.displaced {
-            if result.queries[k].tokens == 0 {
-                result.queries[k].decision = Decision::Displaced;
-            }
-        }
-        Ok(result)
+        let ends = Ends {
+            hi: cleared.hi,
+            hi_tokens: &clearing.hi,
+            lo_tokens: (!clearing.lo.is_empty()).then_some(&clearing.lo[..]),
+        };
+        let Spent { plan, passes } = leftover.spend(&ends);
+        let outcome = Outcome {
+            grants: plan.grants,
+            edges: plan.edges,
+            displaced: plan.displaced,
+            budget: Some(budget),
+            prices: (cleared.hi.price(), plan.marginal_price),
+            passes: cleared.passes + passes,
+        };
+        self.finish(allocation, queries, &members, utilities, outcome);
+        Ok(allocation)
     }
 
     /// Allocates at a price given by the caller (utility per token) instead of a
@@ -251,11 +305,14 @@ impl Allocator {
         let outcome = Outcome {
             grants,
             edges: Vec::new(),
+            displaced: Vec::new(),
             budget: None,
             prices: (price, price),
             passes: 1,
         };
-        Ok(self.finish(queries, &market, outcome))
+        let mut allocation = Allocation::empty();
+        self.finish(&mut allocation, queries, &market, &mut Vec::new(), outcome);
+        Ok(allocation)
     }
 }
 
@@ -270,38 +327,62 @@ impl AllocationPolicy for Allocator {
 }
 
 impl Allocator {
-    /// Per-query results with decisions and utilities.
+    /// Per-query results with decisions and utilities, written to `out`: every query
+    /// abandoned, then the granted ones (`outcome` by position in `members`) filled
+    /// in, their utilities computed (on several threads for many with the `parallel`
+    /// feature) and summed in query order.
     fn finish<C: Curve>(
         &self,
+        out: &mut Allocation,
         queries: &[Query<C>],
-        market: &Market<C::Bidder>,
+        members: &(impl Bidders<C::Bidder> + Sync),
+        utilities: &mut Vec<f64>,
         outcome: Outcome,
-    ) -> Allocation {
+    ) {
         let Outcome {
             grants,
             edges,
+            displaced,
             budget,
             prices,
             passes,
         } = outcome;
-        let results = grants
-            .iter()
-            .enumerate()
-            .map(|(i, &tokens)| QueryAllocation {
+        out.reset(queries.len());
+        chunks::map_into(&grants, utilities, |k, &tokens| {
+            utility_of(&queries[members.query(k)], tokens)
+        });
+        let (mut total_tokens, mut total_utility) = (0u128, 0.0f64);
+        for (k, (&tokens, &utility)) in grants.iter().zip(utilities.iter()).enumerate() {
+            if tokens == 0 {
+                continue;
+            }
+            total_tokens += tokens as u128;
+            total_utility += utility;
+            out.queries[members.query(k)] = QueryAllocation {
                 tokens,
-                utility: utility_of(&queries[i], tokens),
-                decision: if tokens == 0 {
-                    Decision::Abandoned
-                } else if edges.contains(&i) {
+                utility,
+                decision: if edges.contains(&k) {
                     Decision::Edge
-                } else if tokens == market.caps[i] {
+                } else if tokens == members.cap(k) {
                     Decision::Capped
                 } else {
                     Decision::Funded
                 },
-            })
-            .collect();
-        Allocation::assemble(results, Some(prices.0), Some(prices.1), budget, passes)
+            };
+        }
+        // Displaced queries hold no tokens unless a later move funded them again.
+        for &k in &displaced {
+            let result = &mut out.queries[members.query(k)];
+            if result.tokens == 0 {
+                result.decision = Decision::Displaced;
+            }
+        }
+        out.seal(
+            (Some(prices.0), Some(prices.1)),
+            budget,
+            passes,
+            (total_tokens, total_utility),
+        );
     }
 }
 
@@ -320,6 +401,7 @@ pub(super) fn utility_of<C: Curve>(query: &Query<C>, tokens: u64) -> f64 {
     }
 }
 
+#[cfg(test)]
 pub(super) fn total_utility_of<C: Curve>(queries: &[Query<C>], grants: &[u64]) -> f64 {
     queries
         .iter()
@@ -348,16 +430,18 @@ mod tests {
         let outcome = Outcome {
             grants: vec![0, 300, 500, 200],
             edges: vec![3],
+            displaced: vec![0],
             budget: Some(1000),
             prices: (2e-3, 1e-3),
             passes: 7,
         };
-        let a = allocator.finish(&qs, &market, outcome);
+        let mut a = Allocation::empty();
+        allocator.finish(&mut a, &qs, &market, &mut Vec::new(), outcome);
         let decisions: Vec<Decision> = a.queries().iter().map(|q| q.decision).collect();
         assert_eq!(
             decisions,
             [
-                Decision::Abandoned,
+                Decision::Displaced,
                 Decision::Funded,
                 Decision::Capped,
                 Decision::Edge

@@ -2,7 +2,8 @@
 //! rounding remainder handed back and `Σ ≤ budget` enforced in integers.
 
 use super::bid::Bidding;
-use super::market::Market;
+use super::chunks;
+use super::subset::Bidders;
 use super::Allocator;
 
 impl Allocator {
@@ -12,47 +13,43 @@ impl Allocator {
     /// and enforce `Σ ≤ budget` in integers.
     pub(super) fn round<B: Bidding>(
         &self,
-        market: &Market<B>,
+        market: &(impl Bidders<B> + Sync),
         tokens: &[f64],
         budget: Option<u64>,
     ) -> Vec<u64> {
         let g = self.granularity;
-        let useful = |i: usize, grant: u64| grant as f64 > market.bidders[i].threshold();
-        let mut grants: Vec<u64> = tokens
-            .iter()
-            .zip(&market.caps)
-            .enumerate()
-            .map(|(i, (&t, &cap))| {
-                // A bid at the cap is granted the integer cap: above 2^53 the f64 bid
-                // is the cap rounded, and rounding down would grant less than a budget
-                // that covers every cap allows, and call it funded, not capped.
-                let grant = if t >= market.bidders[i].cap() {
-                    cap
-                } else {
-                    self.round_down(t).min(cap)
-                };
-                if grant > 0 && useful(i, grant) {
-                    grant
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let useful = |i: usize, grant: u64| grant as f64 > market.bidder(i).threshold();
+        let mut grants = Vec::new();
+        chunks::map_into(tokens, &mut grants, |i, &t| {
+            let cap = market.cap(i);
+            // A bid at the cap is granted the integer cap: above 2^53 the f64 bid is the
+            // cap rounded, and rounding down would grant less than a budget that covers
+            // every cap allows, and call it funded, not capped.
+            let grant = if t >= market.bidder(i).cap() {
+                cap
+            } else {
+                self.round_down(t).min(cap)
+            };
+            if grant > 0 && market.bidder(i).threshold() < grant as f64 {
+                grant
+            } else {
+                0
+            }
+        });
         let Some(budget) = budget else {
             return grants;
         };
         let budget = budget as u128;
         let mut used: u128 = grants.iter().map(|&x| x as u128).sum();
         if used + g as u128 <= budget {
-            let mut losers: Vec<(f64, usize)> = (0..grants.len())
-                .filter(|&i| tokens[i] > grants[i] as f64)
-                .filter(|&i| {
-                    grants[i]
-                        .checked_add(g)
-                        .is_some_and(|more| more <= market.caps[i] && useful(i, more))
-                })
-                .map(|i| (tokens[i] - grants[i] as f64, i))
-                .collect();
+            let grants_now = &grants;
+            let mut losers: Vec<(f64, usize)> = chunks::filter_map(grants.len(), |i| {
+                let grant = grants_now[i];
+                let more_fits = grant
+                    .checked_add(g)
+                    .is_some_and(|more| more <= market.cap(i) && useful(i, more));
+                (tokens[i] > grant as f64 && more_fits).then(|| (tokens[i] - grant as f64, i))
+            });
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
             if k > 0 && k < losers.len() {
                 losers.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
@@ -94,6 +91,7 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::solver::market::Market;
     use crate::{Query, ShiftedSurge};
 
     fn market(allocator: &Allocator, caps: &[u64]) -> Market<crate::solver::Bidder> {

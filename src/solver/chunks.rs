@@ -1,0 +1,138 @@
+//! Fixed chunking with ordered reduction: every sweep over the batch that sums
+//! floating-point values does so chunk by chunk, and adds the chunks' results in
+//! order. With the `parallel` feature, large sweeps run their chunks on rayon's
+//! threads; the sums are the same to the last bit whatever the number of threads,
+//! because the chunk boundaries and the order of the final additions do not depend on
+//! it.
+
+/// Queries per chunk. Within one chunk values are added in query order, so a batch of
+/// at most this many queries sums exactly as a plain loop does.
+pub(super) const CHUNK: usize = 4096;
+
+/// Sweeps over fewer items than this stay on the calling thread: below it, handing
+/// chunks to the pool costs more than it saves (two threads, one W₋₁ per query).
+#[cfg(feature = "parallel")]
+const PARALLEL_MIN: usize = 32_768;
+
+/// Whether a sweep over `len` items runs on rayon's threads: when it is large and
+/// the pool it would run in (the global one, or the one a caller `install`ed) has more
+/// than one thread.
+#[cfg(feature = "parallel")]
+#[inline]
+pub(super) fn parallel(len: usize) -> bool {
+    len >= PARALLEL_MIN && rayon::current_num_threads() > 1
+}
+
+/// Runs `work(offset, inputs, outputs)` on each [`CHUNK`] of `inputs` and the same
+/// range of `outputs` (as long as `inputs`), and folds the chunks' results with
+/// `combine` in chunk order, starting from `init`.
+pub(super) fn fold<A, T, R>(
+    inputs: &[A],
+    outputs: &mut [T],
+    init: R,
+    work: impl Fn(usize, &[A], &mut [T]) -> R + Sync + Send,
+    combine: impl Fn(R, R) -> R,
+) -> R
+where
+    A: Sync,
+    T: Send,
+    R: Send,
+{
+    debug_assert_eq!(inputs.len(), outputs.len());
+    #[cfg(feature = "parallel")]
+    if parallel(inputs.len()) {
+        use rayon::prelude::*;
+        let parts: Vec<R> = inputs
+            .par_chunks(CHUNK)
+            .zip(outputs.par_chunks_mut(CHUNK))
+            .enumerate()
+            .map(|(k, (a, t))| work(k * CHUNK, a, t))
+            .collect();
+        return parts.into_iter().fold(init, combine);
+    }
+    inputs
+        .chunks(CHUNK)
+        .zip(outputs.chunks_mut(CHUNK))
+        .enumerate()
+        .fold(init, |acc, (k, (a, t))| combine(acc, work(k * CHUNK, a, t)))
+}
+
+/// `out[k] = f(k, &inputs[k])` for every `k`, on rayon's threads when large; `out`
+/// keeps its memory when it is large enough already.
+pub(super) fn map_into<A, T>(
+    inputs: &[A],
+    out: &mut Vec<T>,
+    f: impl Fn(usize, &A) -> T + Sync + Send,
+) where
+    A: Sync,
+    T: Send,
+{
+    #[cfg(feature = "parallel")]
+    if parallel(inputs.len()) {
+        use rayon::prelude::*;
+        inputs
+            .par_iter()
+            .enumerate()
+            .map(|(k, a)| f(k, a))
+            .collect_into_vec(out);
+        return;
+    }
+    out.clear();
+    out.extend(inputs.iter().enumerate().map(|(k, a)| f(k, a)));
+}
+
+/// The `Some` values of `f(k)` for `k` in `0..len`, in order (computed on rayon's
+/// threads when `len` is large).
+pub(super) fn filter_map<T: Send>(
+    len: usize,
+    f: impl Fn(usize) -> Option<T> + Sync + Send,
+) -> Vec<T> {
+    #[cfg(feature = "parallel")]
+    if parallel(len) {
+        use rayon::prelude::*;
+        return (0..len).into_par_iter().filter_map(f).collect();
+    }
+    (0..len).filter_map(f).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_folded_in_order_with_their_offsets() {
+        let inputs: Vec<u64> = (0..(3 * CHUNK as u64 + 5)).collect();
+        let mut outputs = vec![0u64; inputs.len()];
+        let offsets = fold(
+            &inputs,
+            &mut outputs,
+            Vec::new(),
+            |offset, a, t| {
+                for (x, y) in a.iter().zip(t.iter_mut()) {
+                    *y = 2 * x;
+                }
+                vec![(offset, a.len())]
+            },
+            |mut acc, part| {
+                acc.extend(part);
+                acc
+            },
+        );
+        assert_eq!(
+            offsets,
+            [
+                (0, CHUNK),
+                (CHUNK, CHUNK),
+                (2 * CHUNK, CHUNK),
+                (3 * CHUNK, 5)
+            ]
+        );
+        assert!(outputs.iter().zip(&inputs).all(|(y, x)| *y == 2 * x));
+        let mut mapped = Vec::new();
+        map_into(&inputs, &mut mapped, |k, &x| k as u64 + x);
+        assert!(mapped.iter().enumerate().all(|(k, &y)| y == 2 * k as u64));
+        let odd = filter_map(inputs.len(), |k| (k % 2 == 1).then_some(k));
+        assert_eq!(odd.len(), inputs.len() / 2);
+        assert!(odd.windows(2).all(|w| w[1] == w[0] + 2));
+    }
+}
