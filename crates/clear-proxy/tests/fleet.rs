@@ -12,6 +12,7 @@ mod harness;
 #[path = "support/mock.rs"]
 mod mock;
 
+use clear_test_redis::{key, namespace, redis, PrivateRedis, REDIS_URL};
 use draws::Draws;
 use harness::{start, Running};
 use mock::Mock;
@@ -21,41 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const REDIS: &str = "redis://127.0.0.1:6379/0";
 /// The fleet's budget per window, shared by the three proxies.
 const BUDGET: u64 = 40_000;
 const WINDOW_S: f64 = 2.0;
 const REPLICAS: usize = 3;
 const CLIENTS_PER_REPLICA: usize = 3;
-
-fn redis() -> redis::Connection {
-    let fail = |e: &dyn std::fmt::Display| -> ! {
-        panic!(
-            "the fleet tests need Redis on 127.0.0.1:6379 ({e}); start one with \
-             `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`"
-        )
-    };
-    let client = redis::Client::open(REDIS).unwrap_or_else(|e| fail(&e));
-    let mut c = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .unwrap_or_else(|e| fail(&e));
-    redis::cmd("PING")
-        .query::<String>(&mut c)
-        .unwrap_or_else(|e| fail(&e));
-    c
-}
-
-fn unique_namespace(test: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("proxy-{test}-{}-{nanos}", std::process::id())
-}
-
-fn key(namespace: &str, what: &str, epoch: u64) -> String {
-    format!("clear-alloc:{{{namespace}}}:{what}:{epoch}")
-}
 
 /// One client: requests with random thresholds (100 to 1 600 tokens) that would
 /// think far past any grant (so they use all of it and little is refunded: the
@@ -86,11 +57,11 @@ async fn client(proxy: Arc<Running>, seed: u64, until: Instant, counts: Arc<[Ato
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_proxies_share_one_window_budget_and_one_price() {
     let mut redis = redis();
-    let namespace = unique_namespace("fleet");
+    let namespace = namespace("fleet");
     let engine = Mock::start().await;
     let toml = format!(
         "dialect = \"vllm\"\nwindow = {WINDOW_S}\ntokens_per_window = {BUDGET}\nanswer_reserve = 32\n\
-         ledger = \"{REDIS}\"\nnamespace = \"{namespace}\"\n"
+         ledger = \"{REDIS_URL}\"\nnamespace = \"{namespace}\"\n"
     );
     let mut proxies = Vec::new();
     for _ in 0..REPLICAS {
@@ -161,7 +132,7 @@ async fn three_proxies_share_one_window_budget_and_one_price() {
         // The same from Redis: what is left of the epoch's budget after every lease
         // and release (no key: the epoch was never funded).
         let left: Option<u64> = redis::cmd("GET")
-            .arg(key(&namespace, "budget", epoch))
+            .arg(key(&namespace, &format!("budget:{epoch}")))
             .query(&mut redis)
             .unwrap();
         match left {
@@ -176,7 +147,7 @@ async fn three_proxies_share_one_window_budget_and_one_price() {
         busiest = busiest.max(charged);
         // One price: every proxy admits the next epoch at the price in Redis.
         let published: Option<String> = redis::cmd("GET")
-            .arg(key(&namespace, "price", epoch + 1))
+            .arg(key(&namespace, &format!("price:{}", epoch + 1)))
             .query(&mut redis)
             .unwrap();
         if let Some(text) = published {
@@ -277,7 +248,7 @@ fn ledger_settings_are_validated() {
         (vec!["--namespace", "a"], "namespace"),
         (vec!["--ledger", "http://127.0.0.1:6379"], "ledger"),
         (
-            vec!["--ledger", REDIS, "--namespace", "has space"],
+            vec!["--ledger", REDIS_URL, "--namespace", "has space"],
             "namespace",
         ),
     ] {
@@ -299,65 +270,6 @@ fn ledger_settings_are_validated() {
             stderr.starts_with(&format!("clear-proxy: config: {field}: ")),
             "{args:?}: {stderr}"
         );
-    }
-}
-
-/// A redis-server of the test's own on a free loopback port (the machine's Redis is
-/// shared, so it is not the one stopped), without persistence.
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = PrivateRedis { port, child: None };
-        redis.restart();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be on PATH for the outage test");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        let start = Instant::now();
-        while client
-            .get_connection_with_timeout(Duration::from_millis(100))
-            .is_err()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
