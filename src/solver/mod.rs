@@ -16,8 +16,12 @@
 //!    secant through the two latest points — which sees the jumps, where Newton on the
 //!    smooth part would not — with Illinois false position and bisection as safeguards,
 //!    so it always terminates (`search`, shared with the online re-clear); until a low
-//!    end is known the search steps down by doubling strides. Large batches start from a solve on a strided sample, and once
-//!    a low end is known only the queries funded there are visited. When all queries
+//!    end is known the search steps down by doubling strides. Large batches start from
+//!    a solve on a strided sample (512 queries, one in 1 000 above 512 000), and once a
+//!    low end is known only the queries funded there are visited, compacted side by
+//!    side (`subset`); everything after clearing works on them alone. Sums over the
+//!    batch are taken in fixed chunks and added in order (`chunks`), so the optional
+//!    `parallel` feature splits them across threads without changing a bit. When all queries
 //!    share one shape (the paper's model-intrinsic α, β) W₋₁ is evaluated once per pass
 //!    instead of once per query.
 //! 3. **Spend the leftover** (SPEC §4.2, `leftover`): the feasible end of the bracket leaves part of
@@ -184,10 +188,13 @@ impl Allocator {
     }
 
     /// [`Allocator::allocate`] in the memory of a [`Workspace`]: the allocation is
-    /// built in the workspace and lent back, so a caller that allocates at every
-    /// scheduling step, with one workspace, touches no fresh memory once the
-    /// workspace has grown to its batches (clone the allocation to keep it past the
-    /// next call). The result is the same as [`Allocator::allocate`]'s, bit for bit.
+    /// built in the workspace and lent back (clone it to keep it past the next call).
+    /// Every buffer as long as the batch — the prepared queries, the bids at the
+    /// price bracket's ends, the result — is the workspace's, so a caller that
+    /// allocates at every scheduling step with one workspace touches no fresh memory
+    /// of that size once the workspace has grown to its batches; the leftover step
+    /// still takes a few vectors as long as the funded set. The result is the same as
+    /// [`Allocator::allocate`]'s, bit for bit.
     ///
     /// ```
     /// use clear_alloc::{Allocator, Query, ShiftedSurge, Workspace};

@@ -1,6 +1,7 @@
 //! The allocator's reusable memory: a server that allocates at every scheduling step
 //! keeps one [`Workspace`] and passes it to [`Allocator::allocate_with`], so that after
-//! the first call of a given size the solver works in memory it already holds.
+//! the first call of a given size the solver's buffers as long as the batch are
+//! memory it already holds.
 
 use super::allocation::Allocation;
 use super::market::{ClearBuffers, Market};
