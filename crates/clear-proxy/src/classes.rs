@@ -260,11 +260,13 @@ pub fn given_curve(class: &Class, headers: &HeaderMap) -> Result<Option<ShiftedS
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn table() -> ClassTable {
+    /// A `math` class (threshold 300, width 280, ceiling 0.4, reserve 64, for the
+    /// model `qwen3-math`) beside the default one.
+    pub(crate) fn table() -> ClassTable {
         let mut specs = BTreeMap::new();
         specs.insert(
             "math".to_string(),

@@ -211,24 +211,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classes::ClassSpec;
-    use std::collections::BTreeMap;
-
-    fn table() -> ClassTable {
-        let mut specs = BTreeMap::new();
-        specs.insert(
-            "math".to_string(),
-            ClassSpec {
-                threshold: 400.0,
-                width: 200.0,
-                ceiling: 0.8,
-                answer_reserve: Some(100),
-                max_thinking_tokens: Some(4096),
-                models: Vec::new(),
-            },
-        );
-        ClassTable::build(specs, None, 256, 1 << 20).unwrap()
-    }
+    use crate::classes::tests::table;
 
     fn done(grant: u64, used: u64, hit_limit: bool) -> Completed {
         Completed {
@@ -241,7 +224,8 @@ mod tests {
     #[test]
     fn the_prior_is_the_class_curve_shifted_by_its_reserve() {
         let learning = Learning::new(&table(), 0.0);
-        assert_eq!(learning.curve("math").threshold(), 500.0);
+        // Threshold 300, answer reserve 64.
+        assert_eq!(learning.curve("math").threshold(), 364.0);
     }
 
     #[test]
