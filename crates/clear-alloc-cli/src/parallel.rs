@@ -222,18 +222,89 @@ fn queries_start(input: &[u8]) -> Option<usize> {
     }
 }
 
-/// The first comma at or after `from` that follows a `}` (and whitespace): where one
-/// query may end and the next begin.
+/// The first comma at or after `from` that follows a `}` (and whitespace) and is
+/// followed by [`QUERIES_AHEAD`] objects that look like queries: where one query most
+/// likely ends and the next begins.
 fn comma_after_query(input: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     loop {
         at += input.get(at..)?.iter().position(|&b| b == b'}')?;
         let next = skip_whitespace(input, at + 1);
-        if input.get(next) == Some(&b',') {
+        if input.get(next) == Some(&b',') && queries_follow(input, next + 1) {
             return Some(next);
         }
         at += 1;
     }
+}
+
+/// How many objects after a guessed split must look like queries: enough to step out
+/// of the mixtures and rollouts that requests hold.
+const QUERIES_AHEAD: usize = 8;
+
+/// Whether [`QUERIES_AHEAD`] objects, each followed by a comma, start at `at`, each
+/// beginning with a query's key (`{"id"`, `{"threshold"`, …): not so in a list of
+/// rollouts, nor at the end of a mixture, whose `]` comes first.
+fn queries_follow(input: &[u8], mut at: usize) -> bool {
+    const KEYS: [&[u8]; 11] = [
+        b"id",
+        b"threshold",
+        b"width",
+        b"ceiling",
+        b"alpha",
+        b"beta",
+        b"cap",
+        b"weight",
+        b"mixture",
+        b"points",
+        b"rollouts",
+    ];
+    for _ in 0..QUERIES_AHEAD {
+        at = skip_whitespace(input, at);
+        let Some(rest) = input.get(at..) else {
+            return false;
+        };
+        let key = rest.strip_prefix(b"{").map(|r| {
+            let r = &r[skip_whitespace(r, 0)..];
+            r.strip_prefix(b"\"").and_then(|r| {
+                KEYS.iter()
+                    .find(|k| r.starts_with(k) && r.get(k.len()) == Some(&b'"'))
+            })
+        });
+        if !matches!(key, Some(Some(_))) {
+            return false;
+        }
+        // To the object's end, minding strings and nesting.
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let Some(len) = rest.iter().position(|&b| {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                return false;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    return depth == 0;
+                }
+                _ => {}
+            }
+            false
+        }) else {
+            return false;
+        };
+        at = skip_whitespace(input, at + len + 1);
+        if input.get(at) != Some(&b',') {
+            return false;
+        }
+        at += 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -258,9 +329,201 @@ mod tests {
 
     #[test]
     fn a_split_is_a_comma_after_a_closing_brace() {
-        let input = br#"[{"a":1} , {"b":[1,2]},{}]"#;
-        assert_eq!(comma_after_query(input, 0), Some(9));
-        assert_eq!(comma_after_query(input, 10), Some(22));
-        assert_eq!(comma_after_query(input, 23), None);
+        let query = r#"{"id":"}, {","points":[[1,1]]}"#;
+        let queries = vec![query; QUERIES_AHEAD].join(" , ");
+        let input = format!(r#"[{query} , {queries},{{"x":1}}]"#);
+        let first = query.len() + 2;
+        assert_eq!(comma_after_query(input.as_bytes(), 0), Some(first));
+        assert_eq!(comma_after_query(input.as_bytes(), first + 1), None);
+        // Inside a mixture or a list of rollouts is no place to split.
+        let mixture = r#"{"mixture":[{"weight":1,"threshold":1,"width":1,"ceiling":1},{"weight":1,"threshold":1,"width":1,"ceiling":1}]}"#;
+        let rollouts = r#"{"rollouts":[{"tokens":1,"correct":true},{"tokens":1,"correct":true}]}"#;
+        for query in [mixture, rollouts] {
+            let input = vec![query; QUERIES_AHEAD * 2].join(",");
+            let split = comma_after_query(input.as_bytes(), 1).unwrap();
+            assert_eq!(split % (query.len() + 1), query.len(), "{query}");
+        }
+    }
+
+    use std::borrow::Cow;
+
+    use clear_alloc::AnyCurve;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use crate::wire::AllocationRequest;
+
+    /// What a request read holds: its terms, ids, whether its queries are surges only,
+    /// and each query's curve, cap and weight.
+    type Contents = (
+        AllocationRequest,
+        Vec<Option<String>>,
+        bool,
+        Vec<(AnyCurve, Option<u64>, f64)>,
+    );
+
+    fn contents(request: &Request<'_>) -> Contents {
+        let ids = request
+            .ids
+            .iter()
+            .map(|id| id.as_ref().map(|id| id.as_ref().to_owned()))
+            .collect();
+        let (surges, queries) = match &request.queries {
+            Batch::Surges(queries) => (
+                true,
+                queries
+                    .iter()
+                    .map(|q| (AnyCurve::from(*q.curve()), q.cap(), q.weight()))
+                    .collect(),
+            ),
+            Batch::Mixed(queries) => (
+                false,
+                queries
+                    .iter()
+                    .map(|q| (q.curve().clone(), q.cap(), q.weight()))
+                    .collect(),
+            ),
+        };
+        (request.terms.clone(), ids, surges, queries)
+    }
+
+    /// A request of `n` queries of every kind, with escaped ids, caps, weights, and
+    /// whitespace and commas inside strings and nested arrays where a split may be
+    /// guessed; surges only if `surges_only`.
+    fn request(n: usize, surges_only: bool, seed: u64) -> String {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut json = String::from("{ \"granularity\": 2,\n\"queries\" : [\n");
+        for i in 0..n {
+            if i > 0 {
+                json.push_str([",", " , ", ",\n", "\t,"][rng.random_range(0..4)]);
+            }
+            // Every thousandth id is plain, for the errors placed at it.
+            let id = match if i % 1000 == 0 {
+                0
+            } else {
+                rng.random_range(0..4)
+            } {
+                0 => format!(r#""id":"q{i}","#),
+                1 => format!(r#""id":"q{i} }}, {{\"x\"","#),
+                2 => format!(
+                    r#""id": "\u00e9{i}\n", "cap": {},"#,
+                    rng.random_range(1..900)
+                ),
+                _ => String::new(),
+            };
+            let curve = match if surges_only { 0 } else { rng.random_range(0..5) } {
+                0 => format!(
+                    r#""threshold":{:.1},"width":{:.1},"ceiling":{:.3}"#,
+                    rng.random_range(50.0..900.0),
+                    rng.random_range(60.0..400.0),
+                    rng.random_range(0.1..1.0)
+                ),
+                1 => format!(
+                    r#""threshold": {}, "alpha": 2e-6, "beta": 0.003, "weight": {}"#,
+                    rng.random_range(0..500),
+                    rng.random_range(1..4)
+                ),
+                2 => r#""mixture":[{"weight":1,"threshold":10,"width":20,"ceiling":0.5},{"weight":2,"threshold":300,"width":50,"ceiling":0.9}]"#.to_owned(),
+                3 => r#""points":[[100,0.25] , [400,0.5]]"#.to_owned(),
+                _ => r#""rollouts":[{"tokens":120,"correct":true},{"tokens":900,"correct":false,"truncated":true}]"#.to_owned(),
+            };
+            json.push_str(&format!("{{{id}{curve}}}"));
+        }
+        json.push_str("\n], \"budget\": 77777 }\n");
+        json
+    }
+
+    #[test]
+    fn a_large_request_reads_on_all_cores_as_on_one() {
+        for surges_only in [true, false] {
+            let input = request(30_000, surges_only, 7);
+            let input = input.as_bytes();
+            assert!(input.len() > MIN_BYTES);
+            let serial = read_serial(input, 50_000).unwrap();
+            assert_eq!(serial.len(), 30_000);
+            assert_eq!(serial.terms.budget, Some(77_777));
+            let halves = read_split(input, 50_000, &[input.len() / 2]).unwrap();
+            assert_eq!(contents(&halves), contents(&serial));
+            // Ids are borrowed from the input unless they hold an escape.
+            for id in halves.ids.iter().flatten() {
+                assert!(matches!(id.0, Cow::Borrowed(_)) || id.0.contains(['é', '"']));
+            }
+            let read = super::read(input, 50_000).unwrap();
+            assert_eq!(contents(&read), contents(&serial));
+        }
+    }
+
+    #[test]
+    fn any_split_reads_as_one_thread_reads_or_is_left_to_it() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for round in 0..40 {
+            let input = request(rng.random_range(1..400), round % 2 == 0, round);
+            let input = input.as_bytes();
+            let serial = contents(&read_serial(input, 1000).unwrap());
+            let mut read_split_ways = 0;
+            for _ in 0..20 {
+                let mut targets: Vec<usize> = (0..rng.random_range(1..8))
+                    .map(|_| rng.random_range(0..input.len()))
+                    .collect();
+                targets.sort_unstable();
+                if let Some(request) = read_split(input, 1000, &targets) {
+                    assert_eq!(contents(&request), serial, "split near {targets:?}");
+                    read_split_ways += 1;
+                }
+            }
+            // Surges only: every `}` followed by a comma ends a query, unless in an id.
+            if round % 2 == 0 && serial.1.len() > 50 {
+                assert!(read_split_ways > 0, "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_is_the_one_thread_s_error() {
+        let valid = request(30_000, false, 3);
+        let at = |needle: &str| valid.find(needle).unwrap();
+        let query = r#"{"threshold":1,"width":1,"ceiling":1}"#;
+        let cases = [
+            // Malformed, then invalid, in the second half; trailing input; a second
+            // `queries`; a wrong kind of key before the queries.
+            valid.replacen(r#""id":"q20000","#, r#""id":"q20000","threshold":"x","#, 1),
+            valid.replacen(r#""id":"q20000","#, r#""id":"q20000","weight":-1,"#, 1),
+            format!("{valid} x"),
+            valid.replacen(r#""budget""#, r#""queries":[],"budget""#, 1),
+            valid.replacen(r#""granularity": 2"#, r#""granularity": [2]"#, 1),
+            format!("{}{query},{query}]}}", &valid[..at("\n]")]),
+        ];
+        for (case, input) in cases.iter().enumerate() {
+            let input = input.as_bytes();
+            assert!(
+                read_split(input, 50_000, &[input.len() / 2]).is_none(),
+                "case {case}"
+            );
+            let outcome = |r: Request<'_>| {
+                let invalid = r.invalid.as_ref().map(ToString::to_string);
+                (contents(&r), invalid, r.over_limit)
+            };
+            let one_thread = read_serial(input, 50_000).map(outcome);
+            let all_cores = crate::request::read(input, 50_000).map(outcome);
+            assert_eq!(all_cores, one_thread, "case {case}");
+        }
+        let malformed = crate::request::read(cases[0].as_bytes(), 50_000).unwrap_err();
+        assert!(
+            malformed.starts_with("queries[20000].threshold: invalid type"),
+            "{malformed}"
+        );
+        let invalid = crate::request::read(cases[1].as_bytes(), 50_000)
+            .unwrap()
+            .invalid
+            .unwrap();
+        assert!(
+            invalid
+                .to_string()
+                .starts_with("query 20000 (id \"q20000\"): weight"),
+            "{invalid}"
+        );
+        // Over the query limit: counted to the end, as on one thread.
+        let over = crate::request::read(valid.as_bytes(), 29_999).unwrap();
+        assert_eq!((over.over_limit, over.len()), (Some(30_000), 29_999));
     }
 }

@@ -23,7 +23,7 @@ use crate::wire::{AllocationRequest, QueryFields};
 
 /// A query's id as read: borrowed from the request's bytes unless it holds an escape.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct BorrowedId<'a>(Cow<'a, str>);
+pub(crate) struct BorrowedId<'a>(pub(crate) Cow<'a, str>);
 
 impl AsRef<str> for BorrowedId<'_> {
     fn as_ref(&self) -> &str {
