@@ -11,7 +11,7 @@
 //! the one the serial reader gives, with its path, line and column.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::request::{read_serial, Batch, BorrowedId, Request};
 use crate::wire::QueryFields;
@@ -19,8 +19,12 @@ use crate::wire::QueryFields;
 /// Requests smaller than this are read on one thread: a thread costs more than it saves.
 const MIN_BYTES: usize = 1 << 20;
 
-/// Each thread reads at least this many bytes of queries.
+/// Each range holds at least this many bytes of queries.
 const MIN_RANGE_BYTES: usize = 512 << 10;
+
+/// Ranges per thread: the threads take the next range as they finish one, so a thread
+/// that shares its core with another program reads fewer of them.
+const RANGES_PER_THREAD: usize = 4;
 
 /// A thread adds to the shared count of queries read after this many, so that a
 /// request over its limit is given up early without the threads contending on it.
@@ -29,24 +33,22 @@ const COUNT_STEP: usize = 1024;
 /// The request in `input` read on all cores; `None` if it is small, not laid out as
 /// expected, or anything in it is wrong (then it is for the serial reader).
 pub(crate) fn read(input: &[u8], max_queries: usize) -> Option<Request<'_>> {
-    if input.len() < MIN_BYTES {
-        return None;
-    }
     let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    let parts = threads.min(input.len() / MIN_RANGE_BYTES);
-    if parts < 2 {
+    if input.len() < MIN_BYTES || threads < 2 {
         return None;
     }
+    let parts = (threads * RANGES_PER_THREAD).min(input.len() / MIN_RANGE_BYTES);
     let targets: Vec<usize> = (1..parts).map(|k| input.len() / parts * k).collect();
-    read_split(input, max_queries, &targets)
+    read_split(input, max_queries, &targets, threads)
 }
 
-/// [`read`], splitting the queries near each of the byte positions `targets`
-/// (increasing).
+/// [`read`] on `threads` threads, splitting the queries near each of the byte
+/// positions `targets` (increasing).
 pub(crate) fn read_split<'a>(
     input: &'a [u8],
     max_queries: usize,
     targets: &[usize],
+    threads: usize,
 ) -> Option<Request<'a>> {
     let open = queries_start(input)?;
     let mut ends = Vec::with_capacity(targets.len());
@@ -57,36 +59,55 @@ pub(crate) fn read_split<'a>(
             None => break,
         }
     }
-    if ends.is_empty() && !targets.is_empty() {
+    if ends.is_empty() {
         return None;
     }
     let mut starts = vec![open];
     starts.extend(ends.iter().map(|end| end + 1));
     let counted = AtomicUsize::new(0);
-    let read_range = |k: usize| {
-        let end = ends.get(k).copied();
-        // The first range keeps room for all the queries, which the others join.
-        let bytes = if k == 0 {
-            input.len()
-        } else {
-            end.unwrap_or(input.len()) - starts[k]
-        };
-        let range = Range {
-            start: starts[k],
-            end,
-            capacity: max_queries.min(bytes / 39),
-        };
-        range.read(input, max_queries, &counted)
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    // Each thread reads the next range until none is left or one has failed.
+    let read_ranges = || {
+        let mut read = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&start) = starts.get(k) else {
+                break;
+            };
+            let end = ends.get(k).copied();
+            // The first range keeps room for all the queries, which the others join.
+            let bytes = if k == 0 {
+                input.len()
+            } else {
+                end.unwrap_or(input.len()) - start
+            };
+            let range = Range {
+                start,
+                end,
+                capacity: max_queries.min(bytes / 39),
+            };
+            let queries = range.read(input, max_queries, &counted);
+            failed.fetch_or(queries.is_none(), Ordering::Relaxed);
+            read.push((k, queries));
+        }
+        read
     };
     let mut ranges = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..starts.len())
-            .map(|k| scope.spawn(move || read_range(k)))
+        let others: Vec<_> = (1..threads.min(starts.len()))
+            .map(|_| scope.spawn(read_ranges))
             .collect();
-        let mut ranges = vec![read_range(0)];
-        ranges.extend(others.into_iter().map(|t| t.join().ok().flatten()));
-        ranges
-    })
-    .into_iter();
+        let mut ranges = read_ranges();
+        for other in others {
+            ranges.extend(other.join().ok()?);
+        }
+        Some(ranges)
+    })?;
+    if failed.into_inner() || ranges.len() != starts.len() {
+        return None;
+    }
+    ranges.sort_unstable_by_key(|&(k, _)| k);
+    let mut ranges = ranges.into_iter().map(|(_, queries)| queries);
     let mut all = ranges.next()??;
     let mut close = all.close;
     for range in ranges {
@@ -442,7 +463,7 @@ mod tests {
             let serial = read_serial(input, 50_000).unwrap();
             assert_eq!(serial.len(), 30_000);
             assert_eq!(serial.terms.budget, Some(77_777));
-            let halves = read_split(input, 50_000, &[input.len() / 2]).unwrap();
+            let halves = read_split(input, 50_000, &[input.len() / 2], 2).unwrap();
             assert_eq!(contents(&halves), contents(&serial));
             // Ids are borrowed from the input unless they hold an escape.
             for id in halves.ids.iter().flatten() {
@@ -466,7 +487,7 @@ mod tests {
                     .map(|_| rng.random_range(0..input.len()))
                     .collect();
                 targets.sort_unstable();
-                if let Some(request) = read_split(input, 1000, &targets) {
+                if let Some(request) = read_split(input, 1000, &targets, rng.random_range(1..4)) {
                     assert_eq!(contents(&request), serial, "split near {targets:?}");
                     read_split_ways += 1;
                 }
@@ -496,7 +517,7 @@ mod tests {
         for (case, input) in cases.iter().enumerate() {
             let input = input.as_bytes();
             assert!(
-                read_split(input, 50_000, &[input.len() / 2]).is_none(),
+                read_split(input, 50_000, &[input.len() / 2], 2).is_none(),
                 "case {case}"
             );
             let outcome = |r: Request<'_>| {
