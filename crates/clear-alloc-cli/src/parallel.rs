@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn a_split_is_a_comma_after_a_closing_brace() {
         let query = r#"{"id":"}, {","points":[[1,1]]}"#;
-        let queries = vec![query; QUERIES_AHEAD].join(" , ");
+        let queries = [query; QUERIES_AHEAD].join(" , ");
         let input = format!(r#"[{query} , {queries},{{"x":1}}]"#);
         let first = query.len() + 2;
         assert_eq!(comma_after_query(input.as_bytes(), 0), Some(first));
