@@ -1,8 +1,9 @@
 //! `clear-alloc allocate` as a library function: request bytes in, response JSON out,
 //! so that the program, its tests and the fuzz target run the same code.
 //!
-//! The request is read once, straight from its bytes (see `request.rs`), and the
-//! response is written straight from the allocation, compact unless `--pretty`.
+//! The request is read once, straight from its bytes (see `request.rs`; a large one
+//! on all cores, `parallel.rs`), and the response is written straight from the
+//! allocation, compact unless `--pretty`.
 //!
 //! ```
 //! use clear_alloc_cli::allocate::{run_allocate, AllocateOptions};

@@ -13,6 +13,7 @@
 
 pub mod allocate;
 pub mod input;
+mod parallel;
 mod request;
 mod response;
 pub mod wire;

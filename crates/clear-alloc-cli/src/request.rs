@@ -23,7 +23,7 @@ use crate::wire::{AllocationRequest, QueryFields};
 
 /// A query's id as read: borrowed from the request's bytes unless it holds an escape.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct BorrowedId<'a>(Cow<'a, str>);
+pub(crate) struct BorrowedId<'a>(pub(crate) Cow<'a, str>);
 
 impl AsRef<str> for BorrowedId<'_> {
     fn as_ref(&self) -> &str {
@@ -145,23 +145,18 @@ impl Batch {
     ///
     /// # Errors
     /// As [`QueryFields::to_query`].
-    fn push<Id: AsRef<str>>(&mut self, spec: &QueryFields<Id>, index: usize) -> Result<(), Error> {
+    pub(crate) fn push<Id: AsRef<str>>(
+        &mut self,
+        spec: &QueryFields<Id>,
+        index: usize,
+    ) -> Result<(), Error> {
         match self {
             Batch::Surges(queries) if spec.is_surge() => {
                 queries.push(spec.to_unnamed_surge(index)?);
             }
             Batch::Surges(surges) => {
                 let query = spec.to_unnamed_query(index)?;
-                let mut queries = Vec::with_capacity(surges.capacity());
-                for surge in surges.iter() {
-                    // The same curve, weight and cap: valid as the surge's query was.
-                    let widened =
-                        Query::new(AnyCurve::from(*surge.curve())).with_weight(surge.weight())?;
-                    queries.push(match surge.cap() {
-                        Some(cap) => widened.with_cap(cap),
-                        None => widened,
-                    });
-                }
+                let mut queries = widen(surges, surges.capacity())?;
                 queries.push(query);
                 *self = Batch::Mixed(queries);
             }
@@ -169,6 +164,39 @@ impl Batch {
         }
         Ok(())
     }
+
+    /// Appends `other`'s queries after this batch's, as queries of any curve if either
+    /// batch holds another kind.
+    pub(crate) fn append(&mut self, other: Batch) -> Result<(), Error> {
+        match (&mut *self, other) {
+            (Batch::Surges(queries), Batch::Surges(mut more)) => queries.append(&mut more),
+            (Batch::Mixed(queries), Batch::Mixed(mut more)) => queries.append(&mut more),
+            (Batch::Mixed(queries), Batch::Surges(more)) => {
+                queries.append(&mut widen(&more, more.len())?)
+            }
+            (Batch::Surges(surges), Batch::Mixed(mut more)) => {
+                let mut queries = widen(surges, surges.len() + more.len())?;
+                queries.append(&mut more);
+                *self = Batch::Mixed(queries);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `surges` as queries of any curve (with room for `capacity`): the same curve, weight
+/// and cap each.
+fn widen(surges: &[Query<ShiftedSurge>], capacity: usize) -> Result<Vec<Query<AnyCurve>>, Error> {
+    let mut queries = Vec::with_capacity(capacity);
+    for surge in surges {
+        // Valid as the surge's query was.
+        let widened = Query::new(AnyCurve::from(*surge.curve())).with_weight(surge.weight())?;
+        queries.push(match surge.cap() {
+            Some(cap) => widened.with_cap(cap),
+            None => widened,
+        });
+    }
+    Ok(queries)
 }
 
 /// Reads the request in `input`, which must hold nothing else but whitespace, keeping
@@ -178,6 +206,16 @@ impl Batch {
 /// One line naming the JSON path of what is malformed (`queries[3].threshold: …`), or
 /// `request: …` for the request as a whole and for input after it.
 pub(crate) fn read(input: &[u8], max_queries: usize) -> Result<Request<'_>, String> {
+    // Any error, or anything unusual, and the request is read again on one thread,
+    // which names the error's path, line and column.
+    match crate::parallel::read(input, max_queries) {
+        Some(request) => Ok(request),
+        None => read_serial(input, max_queries),
+    }
+}
+
+/// [`read`] on this thread.
+pub(crate) fn read_serial(input: &[u8], max_queries: usize) -> Result<Request<'_>, String> {
     // The smallest surge query, `{"threshold":0,"width":1,"ceiling":1},`, takes 39
     // bytes: room for that many queries means one allocation in the common case, and
     // reserved room that is never written costs no memory.

@@ -63,9 +63,20 @@ impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> ResponseView<'a, Ids> {
     pub(crate) fn grants(&self) -> impl Iterator<Item = GrantView<'a>> {
         self.grants.iter()
     }
+}
 
+/// Responses with at least this many grants are formatted on two threads.
+const PARALLEL_GRANTS: usize = 100_000;
+
+impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone + Send + Sync> ResponseView<'a, Ids> {
     /// Writes the response as compact JSON: the bytes `serde_json::to_writer` writes.
-    pub(crate) fn write_compact(&self, mut out: impl Write) -> std::io::Result<()> {
+    pub(crate) fn write_compact(&self, out: impl Write) -> std::io::Result<()> {
+        self.write_compact_from(out, PARALLEL_GRANTS)
+    }
+
+    /// [`write_compact`](Self::write_compact), the second half of the grants formatted
+    /// on another thread while the first is written, if there are `parallel_from` or more.
+    fn write_compact_from(&self, mut out: impl Write, parallel_from: usize) -> std::io::Result<()> {
         out.write_all(b"{\"price\":")?;
         serde_json::to_writer(&mut out, &self.price)?;
         out.write_all(b",\"marginal_price\":")?;
@@ -77,33 +88,61 @@ impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> ResponseView<'a, Ids> {
         out.write_all(b",\"expected_utility\":")?;
         serde_json::to_writer(&mut out, &self.expected_utility)?;
         out.write_all(b",\"allocations\":[")?;
-        // Each grant is put together in `line` and written in one call: many small
-        // writes to a buffered writer cost more than the bytes they copy.
-        let mut line = Vec::with_capacity(256);
-        for (i, grant) in self.grants().enumerate() {
-            line.clear();
-            line.extend_from_slice(if i == 0 { b"{" } else { b",{" });
-            if let Some(id) = grant.id {
-                line.extend_from_slice(b"\"id\":");
-                serde_json::to_writer(&mut line, id)?;
-                line.push(b',');
-            }
-            line.extend_from_slice(b"\"tokens\":");
-            serde_json::to_writer(&mut line, &grant.tokens)?;
-            line.extend_from_slice(b",\"utility\":");
-            serde_json::to_writer(&mut line, &grant.utility)?;
-            line.extend_from_slice(if grant.abandoned {
-                b",\"abandoned\":true,\"decision\":"
-            } else {
-                b",\"abandoned\":false,\"decision\":"
-            });
-            line.extend_from_slice(decision_json(grant.decision));
-            line.push(b'}');
-            out.write_all(&line)?;
+        let count = self.grants.allocation.queries().len();
+        if count < parallel_from.max(2) {
+            write_grants(self.grants(), true, &mut out)?;
+        } else {
+            let half = count / 2;
+            std::thread::scope(|scope| {
+                let tail = scope.spawn(|| {
+                    // About 90 bytes a grant.
+                    let mut tail = Vec::with_capacity((count - half) * 96);
+                    write_grants(self.grants().skip(half), false, &mut tail).map(|()| tail)
+                });
+                write_grants(self.grants().take(half), true, &mut out)?;
+                let tail = tail
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                out.write_all(&tail)
+            })?;
         }
         out.write_all(b"]}")?;
         Ok(())
     }
+}
+
+/// Writes `grants` to `out`, comma-separated, with a comma before the first unless
+/// it is `first` in the response.
+fn write_grants<'a>(
+    grants: impl Iterator<Item = GrantView<'a>>,
+    first: bool,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    // Each grant is put together in `line` and written in one call: many small
+    // writes to a buffered writer cost more than the bytes they copy.
+    let mut line = Vec::with_capacity(256);
+    for (i, grant) in grants.enumerate() {
+        line.clear();
+        line.extend_from_slice(if first && i == 0 { b"{" } else { b",{" });
+        if let Some(id) = grant.id {
+            line.extend_from_slice(b"\"id\":");
+            serde_json::to_writer(&mut line, id)?;
+            line.push(b',');
+        }
+        line.extend_from_slice(b"\"tokens\":");
+        serde_json::to_writer(&mut line, &grant.tokens)?;
+        line.extend_from_slice(b",\"utility\":");
+        serde_json::to_writer(&mut line, &grant.utility)?;
+        line.extend_from_slice(if grant.abandoned {
+            b",\"abandoned\":true,\"decision\":"
+        } else {
+            b",\"abandoned\":false,\"decision\":"
+        });
+        line.extend_from_slice(decision_json(grant.decision));
+        line.push(b'}');
+        out.write_all(&line)?;
+    }
+    Ok(())
 }
 
 impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> GrantsView<'a, Ids> {
@@ -177,13 +216,17 @@ mod tests {
             (&queries[..0], empty),
         ] {
             let view = ResponseView::new(&allocation, queries.iter().map(Query::id));
-            let mut compact = Vec::new();
-            view.write_compact(&mut compact).unwrap();
             let response = AllocationResponse::new(queries, &allocation);
-            assert_eq!(
-                String::from_utf8(compact).unwrap(),
-                serde_json::to_string(&response).unwrap()
-            );
+            // On one thread, and with the second half formatted on another.
+            for parallel_from in [PARALLEL_GRANTS, 2] {
+                let mut compact = Vec::new();
+                view.write_compact_from(&mut compact, parallel_from)
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(compact).unwrap(),
+                    serde_json::to_string(&response).unwrap()
+                );
+            }
             assert_eq!(
                 serde_json::to_string_pretty(&view).unwrap(),
                 serde_json::to_string_pretty(&response).unwrap()
