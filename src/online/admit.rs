@@ -43,11 +43,7 @@ impl<C: Curve> OnlineAllocator<C> {
         Ok(self.reserve(
             wanted,
             |remaining| tight_grant(query.curve(), query.weight(), price, remaining),
-            || SampledQuery {
-                curve: query.curve().clone(),
-                weight: query.weight(),
-                cap,
-            },
+            || SampledQuery::of(query, self.default_cap),
         ))
     }
 

@@ -204,6 +204,16 @@ mod tests {
     }
 
     impl Shared {
+        /// Leases of `chunk` tokens; `current` is the fleet price it reports.
+        fn new(chunk: u64, current: Option<f64>) -> Arc<Self> {
+            Arc::new(Shared {
+                left: AtomicU64::new(0),
+                chunk,
+                merged: Mutex::new(Vec::new()),
+                current,
+            })
+        }
+
         fn take(&self, wanted: u64) -> u64 {
             let mut left = self.left.load(Ordering::Acquire);
             loop {
@@ -259,12 +269,7 @@ mod tests {
 
     #[test]
     fn an_allocator_on_leases_admits_the_whole_budget_and_charges_leased_minus_released() {
-        let ledger = Arc::new(Shared {
-            left: AtomicU64::new(0),
-            chunk: 1_000,
-            merged: Mutex::new(Vec::new()),
-            current: None,
-        });
+        let ledger = Shared::new(1_000, None);
         let online = OnlineAllocator::builder()
             .tokens_per_window(10_000)
             .history_windows(1)
@@ -286,12 +291,7 @@ mod tests {
 
     #[test]
     fn unused_lease_goes_back_at_the_window_end_and_refunds_stay_local() {
-        let ledger = Arc::new(Shared {
-            left: AtomicU64::new(0),
-            chunk: 1_000,
-            merged: Mutex::new(Vec::new()),
-            current: None,
-        });
+        let ledger = Shared::new(1_000, None);
         let online = OnlineAllocator::builder()
             .tokens_per_window(10_000)
             .ledger(ledger.clone())
@@ -312,12 +312,7 @@ mod tests {
 
     #[test]
     fn a_new_allocator_starts_at_the_ledgers_current_price() {
-        let ledger = Arc::new(Shared {
-            left: AtomicU64::new(0),
-            chunk: 1_000,
-            merged: Mutex::new(Vec::new()),
-            current: Some(2.5e-4),
-        });
+        let ledger = Shared::new(1_000, Some(2.5e-4));
         let builder = OnlineAllocator::builder()
             .tokens_per_window(10_000)
             .initial_price(1e-3);
@@ -327,12 +322,7 @@ mod tests {
 
     #[test]
     fn the_ledger_sets_the_next_price_from_the_merged_sample() {
-        let ledger = Arc::new(Shared {
-            left: AtomicU64::new(0),
-            chunk: 100_000,
-            merged: Mutex::new(Vec::new()),
-            current: None,
-        });
+        let ledger = Shared::new(100_000, None);
         let online = OnlineAllocator::builder()
             .tokens_per_window(3_000)
             .history_windows(1)

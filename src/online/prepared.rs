@@ -48,9 +48,8 @@ const GRANT_MASK: u64 = (1 << GRANT_BITS) - 1;
 /// ```
 #[derive(Debug)]
 pub struct PreparedQuery<C: Curve = ShiftedSurge> {
-    curve: C,
-    weight: f64,
-    cap: u64,
+    /// The query with its cap fixed, as the reservoir samples it.
+    query: SampledQuery<C>,
     bidder: C::Bidder,
     /// The allocator that prepared it: the cached grant is at its price.
     allocator: u64,
@@ -61,17 +60,17 @@ pub struct PreparedQuery<C: Curve = ShiftedSurge> {
 impl<C: Curve> PreparedQuery<C> {
     /// The query's curve.
     pub fn curve(&self) -> &C {
-        &self.curve
+        self.query.curve()
     }
 
     /// The query's priority weight.
     pub fn weight(&self) -> f64 {
-        self.weight
+        self.query.weight()
     }
 
     /// The query's cap: its own, or the preparing allocator's default.
     pub fn cap(&self) -> u64 {
-        self.cap
+        self.query.cap()
     }
 }
 
@@ -87,12 +86,10 @@ impl<C: Curve> OnlineAllocator<C> {
     /// own or this allocator's default) and the constants of its best response are
     /// fixed now.
     pub fn prepare(&self, query: &Query<C>) -> PreparedQuery<C> {
-        let cap = query.cap().unwrap_or(self.default_cap);
+        let query = SampledQuery::of(query, self.default_cap);
         PreparedQuery {
-            curve: query.curve().clone(),
-            weight: query.weight(),
-            cap,
-            bidder: query.curve().bidder(query.weight(), cap as f64),
+            bidder: query.bidder(),
+            query,
             allocator: self.id,
             cache: AtomicU64::new(0),
         }
@@ -123,7 +120,7 @@ impl<C: Curve> OnlineAllocator<C> {
         let wanted = if cached & !GRANT_MASK == tag(generation) {
             cached & GRANT_MASK
         } else {
-            let wanted = whole_tokens(prepared.bidder.bid(self.price()).tokens(), prepared.cap);
+            let wanted = whole_tokens(prepared.bidder.bid(self.price()).tokens(), prepared.cap());
             if wanted < GRANT_MASK {
                 prepared
                     .cache
@@ -131,14 +128,11 @@ impl<C: Curve> OnlineAllocator<C> {
             }
             wanted
         };
+        let query = &prepared.query;
         Ok(self.reserve(
             wanted,
-            |remaining| tight_grant(&prepared.curve, prepared.weight, self.price(), remaining),
-            || SampledQuery {
-                curve: prepared.curve.clone(),
-                weight: prepared.weight,
-                cap: prepared.cap,
-            },
+            |remaining| tight_grant(query.curve(), query.weight(), self.price(), remaining),
+            || query.clone(),
         ))
     }
 }

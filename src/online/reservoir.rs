@@ -3,8 +3,9 @@
 //! price is re-cleared.
 
 use super::OnlineAllocator;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Curve, ShiftedSurge};
+use crate::solver::{check_weight, Query};
 use std::sync::atomic::Ordering;
 
 /// One arrival kept in a window's demand sample: its curve (any [`Curve`] type, a
@@ -38,17 +39,17 @@ impl<C: Curve> SampledQuery<C> {
     /// or negative, or weight × ceiling (or weight × the steepest slope) overflows —
     /// the checks a query passes before it is admitted.
     pub fn new(curve: C, weight: f64, cap: u64) -> Result<Self> {
-        // `peak · e` is the surge's `ceiling / width`, the constant its bidder forms
-        // (the check `Query::with_weight` makes).
-        let steepest = curve.peak_marginal() * std::f64::consts::E;
-        let reason = if !(weight.is_finite() && weight >= 0.0) {
-            "must be finite and >= 0"
-        } else if !(weight * curve.ceiling()).is_finite() || !(weight * steepest).is_finite() {
-            "is too large: weight times ceiling (or ceiling / width) overflows"
-        } else {
-            return Ok(SampledQuery { curve, weight, cap });
-        };
-        Err(Error::invalid_parameter("weight", weight, reason))
+        check_weight(&curve, weight)?;
+        Ok(SampledQuery { curve, weight, cap })
+    }
+
+    /// An arrival of `query`, with its cap fixed (its own, or `default_cap`).
+    pub(super) fn of(query: &Query<C>, default_cap: u64) -> Self {
+        SampledQuery {
+            curve: query.curve().clone(),
+            weight: query.weight(),
+            cap: query.cap().unwrap_or(default_cap),
+        }
     }
 
     /// The arrival's accuracy curve.
@@ -203,7 +204,7 @@ mod tests {
     use super::super::lock;
     use super::super::test_support::curve;
     use super::*;
-    use crate::Query;
+    use crate::Error;
     use approx::assert_relative_eq;
 
     #[test]

@@ -56,6 +56,7 @@ mod workspace;
 pub use allocation::{Allocation, Decision, QueryAllocation};
 pub(crate) use bid::{Bid, BidRule, Bidder, Bidding};
 pub use builder::AllocatorBuilder;
+pub(crate) use query::check_weight;
 pub use query::Query;
 pub(crate) use search::{clear_weighted, WeightedSample};
 pub use workspace::Workspace;

@@ -57,17 +57,7 @@ impl<C: Curve> Query<C> {
     /// utility are representable. The error names no query; a caller building a
     /// batch names it by its position.
     pub fn with_weight(mut self, weight: f64) -> Result<Self> {
-        error::non_negative(Subject::Parameter, "weight", weight)?;
-        let ceiling = self.curve.ceiling();
-        // `peak · e` is the surge's `ceiling / width`, the constant its bidder forms.
-        let steepest = self.curve.peak_marginal() * std::f64::consts::E;
-        error::ensure(
-            (weight * ceiling).is_finite() && (weight * steepest).is_finite(),
-            Subject::Parameter,
-            "weight",
-            weight,
-            "is too large: weight times ceiling (or ceiling / width) overflows",
-        )?;
+        check_weight(&self.curve, weight)?;
         self.weight = weight;
         Ok(self)
     }
@@ -102,6 +92,22 @@ impl<C: Curve> Query<C> {
     pub(crate) fn utility(&self, tokens: f64) -> f64 {
         self.weight * self.curve.utility(tokens)
     }
+}
+
+/// The weight a query of `curve` may carry: finite, ≥ 0, and small enough that the
+/// constants its bidder forms stay finite (checked by [`Query::with_weight`] and by
+/// the online allocator's sampled arrivals).
+pub(crate) fn check_weight<C: Curve>(curve: &C, weight: f64) -> Result<()> {
+    error::non_negative(Subject::Parameter, "weight", weight)?;
+    // `peak · e` is the surge's `ceiling / width`, the constant its bidder forms.
+    let steepest = curve.peak_marginal() * std::f64::consts::E;
+    error::ensure(
+        (weight * curve.ceiling()).is_finite() && (weight * steepest).is_finite(),
+        Subject::Parameter,
+        "weight",
+        weight,
+        "is too large: weight times ceiling (or ceiling / width) overflows",
+    )
 }
 
 #[cfg(test)]
