@@ -13,14 +13,19 @@ struct Output {
     stderr: String,
 }
 
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+/// The program with `args`, every stream piped.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn(args);
     let mut pipe = child.stdin.take().unwrap();
     let input = stdin.to_vec();
     // A broken pipe is what a refused oversized input gives the writer; ignore it.
@@ -219,13 +224,7 @@ fn requests_over_the_byte_limit_are_refused() {
 /// Runs the program on an endless stdin: it must stop reading at its limit and fail
 /// rather than buffer input until memory runs out.
 fn run_on_endless_stdin(args: &[&str], line: &'static [u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(args);
     let mut pipe = child.stdin.take().unwrap();
     std::thread::spawn(move || while pipe.write_all(line).is_ok() {});
     let deadline = Instant::now() + Duration::from_secs(60);
