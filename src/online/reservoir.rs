@@ -35,7 +35,7 @@ impl<C: Curve> SampledQuery<C> {
     /// A sampled arrival with its priority weight and cap in tokens.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] (field `weight`) when the weight is NaN, infinite
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) (field `weight`) when the weight is NaN, infinite
     /// or negative, or weight × ceiling (or weight × the steepest slope) overflows —
     /// the checks a query passes before it is admitted.
     pub fn new(curve: C, weight: f64, cap: u64) -> Result<Self> {
