@@ -211,6 +211,10 @@ pub struct Bidder {
     cap_price: f64,
     /// `weight · φ(cap)`: the marginal utility of the last token of the cap.
     cap_marginal: f64,
+    /// No price at or above this one funds the query under the rational rule: an
+    /// upper bound on its abandonment price ([`solvency_bound`]), which spares a bid
+    /// there its W₋₁.
+    solvent_below: f64,
 }
 
 /// How a query responds to a price.
@@ -250,6 +254,7 @@ impl Bidder {
             cap_regime_until,
             cap_price,
             cap_marginal,
+            solvent_below: scale * solvency_bound(curve.beta() * curve.threshold()),
         }
     }
 
@@ -308,6 +313,9 @@ impl Bidder {
             };
             self.at_cap_if(affordable)
         } else if price < self.scale * INV_E {
+            if rational && price >= self.solvent_below {
+                return Bid::Out;
+            }
             let z = z_at();
             let tokens = self.threshold + z / self.beta;
             if tokens >= self.cap {
@@ -416,6 +424,38 @@ impl Bidder {
     }
 }
 
+/// An upper bound, within 1 %, on the abandonment price of a shifted surge per unit
+/// of its marginal's scale `wpβ`, as a function of its threshold in widths, `t = βτ`.
+///
+/// The abandonment price over `wpβ` is `g(t) = max_z P(2, z)/(t + z)` — the density
+/// `z e^(−z)` at the tangent point ([`tangent_z`]) — uncapped; a cap only lowers it.
+/// Each `P(2, z)/(t + z)` falls as `t` grows, so `g` does, and `g(t_k)` bounds it on
+/// `[t_k, t_(k+1))`. The grid is 128 steps per octave of `1 + t` up to `2²⁰` (read off
+/// the bits of `1 + t`, no logarithm), so neighbouring bounds differ by under 1 %;
+/// beyond it `g(t) < 1/t`. Both are raised by 1e-9 relative, far above the rounding of
+/// the tangent point and of the bid's own surplus test, so a bid at or above the
+/// bound is abandoned exactly as the test would find.
+pub(crate) fn solvency_bound(t: f64) -> f64 {
+    const OCTAVES: usize = 20;
+    const STEP_BITS: u32 = 52 - 7;
+    static TABLE: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+        (0..OCTAVES << 7)
+            .map(|k| {
+                let x =
+                    f64::from_bits((1023 + (k as u64 >> 7)) << 52 | (k as u64 & 127) << STEP_BITS);
+                surge_density(tangent_z(x - 1.0)) * (1.0 + 1e-9)
+            })
+            .collect()
+    });
+    let x = 1.0 + t;
+    if !(x < (1u64 << OCTAVES) as f64) {
+        return INV_E.min((1.0 + 1e-9) / t);
+    }
+    let bits = x.to_bits();
+    let k = (((bits >> 52) - 1023) << 7 | (bits >> STEP_BITS) & 127) as usize;
+    TABLE[k]
+}
+
 /// The positive root of `e^z = 1 + (1 + t) z + z²`: where the tangent from the origin
 /// touches a curve whose threshold is `t` widths (`t = βτ`), in units of the width.
 ///
@@ -445,6 +485,37 @@ pub(crate) fn tangent_z(t: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_solvency_bound_is_above_and_near_the_abandonment_price() {
+        // Against the abandonment price itself, on a spread of thresholds in widths,
+        // including grid points and the ends of the table.
+        let mut t = 0.0;
+        while t < 3e6 {
+            for t in [t, t * (1.0 + 1e-12), t * 0.999] {
+                let exact = surge_density(tangent_z(t));
+                let bound = solvency_bound(t);
+                assert!(bound >= exact * (1.0 + 1e-10), "t = {t}: {bound} < {exact}");
+                let slack = if t < (1u64 << 20) as f64 {
+                    1.012
+                } else {
+                    1.0 + 1e-4
+                };
+                assert!(bound <= exact * slack, "t = {t}: {bound} far above {exact}");
+            }
+            t = t * 1.37 + 0.011;
+        }
+        // A bid just at the bound is out; just under the true abandonment price, in.
+        let curve = ShiftedSurge::new(400.0, 100.0, 0.8).unwrap();
+        let bidder = Bidder::new(&curve, 1.0, 1e6);
+        assert_eq!(bidder.bid(bidder.solvent_below), Bid::Out);
+        assert!(
+            bidder
+                .bid(bidder.abandonment_price() * (1.0 - 1e-9))
+                .tokens()
+                > 0.0
+        );
+    }
 
     #[test]
     fn tangent_point_solves_its_equation() {

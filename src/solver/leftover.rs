@@ -707,7 +707,7 @@ mod tests {
         let set = everyone(&market);
         for budget in [300u64, 700, 1200, 2500] {
             let mut buffers = ClearBuffers::default();
-            let cleared = allocator.clear(&market, budget as f64, &mut buffers);
+            let cleared = allocator.clear(&market, &qs, budget as f64, &mut buffers, None);
             buffers.widen(&market);
             let at_price = allocator.round(&market, &buffers.hi, Some(budget));
             let step = Leftover {

@@ -59,6 +59,7 @@ pub use builder::AllocatorBuilder;
 pub(crate) use query::check_weight;
 pub use query::Query;
 pub(crate) use search::{clear_weighted, WeightedSample};
+use workspace::Utilities;
 pub use workspace::Workspace;
 
 use leftover::{EdgeEffort, Ends, Leftover, Spent};
@@ -222,7 +223,10 @@ impl Allocator {
             utilities,
             allocation,
         } = workspace;
-        market.refill(self, queries);
+        let first = self.scan_first(market, queries, budget as f64, clearing);
+        if first.is_none() {
+            market.refill(self, queries);
+        }
         let market = &*market;
         let flat = |grants, price, passes| Outcome {
             grants,
@@ -241,7 +245,7 @@ impl Allocator {
             return Ok(allocation);
         }
         market.check_priceable(queries)?;
-        let cleared = self.clear(market, budget as f64, clearing);
+        let cleared = self.clear(market, queries, budget as f64, clearing, first);
         if market.len() <= EdgeEffort::SMALL_BATCH {
             // A small batch's leftover step considers every query.
             clearing.widen(market);
@@ -319,7 +323,13 @@ impl Allocator {
             passes: 1,
         };
         let mut allocation = Allocation::empty();
-        self.finish(&mut allocation, queries, &market, &mut Vec::new(), outcome);
+        self.finish(
+            &mut allocation,
+            queries,
+            &market,
+            &mut Utilities::default(),
+            outcome,
+        );
         Ok(allocation)
     }
 }
@@ -344,7 +354,7 @@ impl Allocator {
         out: &mut Allocation,
         queries: &[Query<C>],
         members: &(impl Bidders<C::Bidder> + Sync),
-        utilities: &mut Vec<f64>,
+        utilities: &mut Utilities<C>,
         outcome: Outcome,
     ) {
         let Outcome {
@@ -356,9 +366,8 @@ impl Allocator {
             passes,
         } = outcome;
         out.reset(queries.len());
-        chunks::map_into(&grants, utilities, |k, &tokens| {
-            utility_of(&queries[members.query(k)], tokens)
-        });
+        utilities.compute(queries, members, &grants);
+        let utilities = &utilities.values;
         let (mut total_tokens, mut total_utility) = (0u128, 0.0f64);
         for (k, (&tokens, &utility)) in grants.iter().zip(utilities.iter()).enumerate() {
             if tokens == 0 {
@@ -402,10 +411,15 @@ pub(super) fn scatter(out: &mut [f64], indices: &[usize], values: &[f64]) {
 }
 
 pub(super) fn utility_of<C: Curve>(query: &Query<C>, tokens: u64) -> f64 {
+    weighted_utility(query.curve(), query.weight(), tokens)
+}
+
+/// `weight · U(tokens)`, exactly 0 at 0 tokens.
+pub(super) fn weighted_utility<C: Curve>(curve: &C, weight: f64, tokens: u64) -> f64 {
     if tokens == 0 {
         0.0
     } else {
-        query.utility(tokens as f64)
+        weight * curve.utility(tokens as f64)
     }
 }
 
@@ -444,7 +458,7 @@ mod tests {
             passes: 7,
         };
         let mut a = Allocation::empty();
-        allocator.finish(&mut a, &qs, &market, &mut Vec::new(), outcome);
+        allocator.finish(&mut a, &qs, &market, &mut Utilities::default(), outcome);
         let decisions: Vec<Decision> = a.queries().iter().map(|q| q.decision).collect();
         assert_eq!(
             decisions,

@@ -247,6 +247,14 @@ impl Bracket {
         }
     }
 
+    /// Takes `point` as the latest evaluated one for the next secant step, without
+    /// moving either end: a point on a line that estimates demand's slope, before the
+    /// search's first real point (its secant through that first point is then the
+    /// estimate's slope).
+    pub fn remember(&mut self, point: Point) {
+        self.recent = [self.recent[1], Some(point)];
+    }
+
     fn width(&self) -> f64 {
         self.hi.log_price - self.lo.log_price
     }

@@ -58,6 +58,24 @@ impl<B: Bidding> Subset<B> {
         }
     }
 
+    /// Appends query `i`, prepared as `bidder` under `cap`, without a market.
+    #[inline]
+    pub fn push_prepared(&mut self, i: u32, cap: u64, bidder: B) {
+        self.index.push(i);
+        self.caps.push(cap);
+        if B::COMPACT {
+            self.bidders.push(bidder);
+        }
+    }
+
+    /// Appends the members of `later`, queries after all of this set's.
+    #[cfg(feature = "parallel")]
+    pub fn append(&mut self, mut later: Subset<B>) {
+        self.index.append(&mut later.index);
+        self.caps.append(&mut later.caps);
+        self.bidders.append(&mut later.bidders);
+    }
+
     /// Every query of `market`, in order.
     pub fn fill_all(&mut self, market: &Market<B>) {
         self.clear();
@@ -69,8 +87,11 @@ impl<B: Bidding> Subset<B> {
     /// Keeps the members bidding at `bids` (by position, `bids[k] > 0`), in order,
     /// moving `bids` and the other arrays in `values` (all as long as the set) along.
     pub fn retain_bidding(&mut self, bids: &mut Vec<f64>, values: &mut [&mut Vec<f64>]) {
-        let mut kept = 0;
-        for k in 0..self.len() {
+        // Members before the first one out stay where they are.
+        let Some(mut kept) = bids.iter().position(|&bid| bid <= 0.0) else {
+            return;
+        };
+        for k in kept..self.len() {
             if bids[k] <= 0.0 {
                 continue;
             }

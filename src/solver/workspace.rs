@@ -4,10 +4,12 @@
 //! memory it already holds.
 
 use super::allocation::Allocation;
+use super::chunks;
 use super::market::{ClearBuffers, Market};
-use super::BidRule;
+use super::subset::Bidders;
 #[cfg(doc)]
-use super::{Allocator, Query};
+use super::Allocator;
+use super::{utility_of, weighted_utility, BidRule, Bidding, Query};
 use crate::model::{Curve, ShiftedSurge};
 
 /// Memory for [`Allocator::allocate_with`], kept between calls: the prepared bidders,
@@ -37,8 +39,7 @@ use crate::model::{Curve, ShiftedSurge};
 pub struct Workspace<C: Curve = ShiftedSurge> {
     pub(super) market: Market<C::Bidder>,
     pub(super) clearing: ClearBuffers<C::Bidder>,
-    /// Utilities of the granted queries, before they are summed in order.
-    pub(super) utilities: Vec<f64>,
+    pub(super) utilities: Utilities<C>,
     pub(super) allocation: Allocation,
 }
 
@@ -48,7 +49,7 @@ impl<C: Curve> Workspace<C> {
         Workspace {
             market: Market::empty(BidRule::Rational),
             clearing: ClearBuffers::default(),
-            utilities: Vec::new(),
+            utilities: Utilities::default(),
             allocation: Allocation::empty(),
         }
     }
@@ -71,5 +72,53 @@ impl<C: Curve> std::fmt::Debug for Workspace<C> {
         f.debug_struct("Workspace")
             .field("queries", &self.market.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The utilities of an allocation's members, before they are summed in order, and
+/// the memory that computes them.
+pub(super) struct Utilities<C> {
+    pub values: Vec<f64>,
+    /// The members' curves and weights, side by side.
+    curves: Vec<(C, f64)>,
+}
+
+impl<C> Default for Utilities<C> {
+    fn default() -> Self {
+        Utilities {
+            values: Vec::new(),
+            curves: Vec::new(),
+        }
+    }
+}
+
+impl<C: Curve> Utilities<C> {
+    /// `values[k]`: the utility of member `k` of `members` granted `grants[k]` (on
+    /// several threads for many with the `parallel` feature).
+    pub fn compute<B: Bidding>(
+        &mut self,
+        queries: &[Query<C>],
+        members: &(impl Bidders<B> + Sync),
+        grants: &[u64],
+    ) {
+        if !B::COMPACT {
+            chunks::map_into(grants, &mut self.values, |k, &tokens| {
+                utility_of(&queries[members.query(k)], tokens)
+            });
+            return;
+        }
+        // A small curve is copied out of its query first: this loop's loads overlap,
+        // where the utility's own loop would stall on each scattered query in turn
+        // (measured: about a tenth of an allocation of 10⁶ queries).
+        self.curves.clear();
+        self.curves.extend((0..grants.len()).map(|k| {
+            let query = &queries[members.query(k)];
+            (query.curve().clone(), query.weight())
+        }));
+        let curves = &self.curves;
+        chunks::map_into(grants, &mut self.values, |k, &tokens| {
+            let (curve, weight) = &curves[k];
+            weighted_utility(curve, *weight, tokens)
+        });
     }
 }
