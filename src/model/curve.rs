@@ -49,6 +49,23 @@ pub trait Curve: Clone + std::fmt::Debug + Send + Sync {
     #[doc(hidden)]
     fn bidder(&self, weight: f64, cap: f64) -> Self::Bidder;
 
+    /// The bidder for `weight · U` under `cap` and its bid at `price` under `rule`,
+    /// or — where a curve can tell cheaply that the bid is out — only what the
+    /// batch's summary takes from it (internal to the solver's first pass).
+    #[doc(hidden)]
+    #[inline]
+    fn scan(
+        &self,
+        weight: f64,
+        cap: f64,
+        price: f64,
+        rule: crate::solver::BidRule,
+    ) -> crate::solver::Scanned<Self::Bidder> {
+        let bidder = self.bidder(weight, cap);
+        let bid = bidder.bid_by(price, rule);
+        crate::solver::Scanned::Bid(bidder, bid)
+    }
+
     /// This curve type's weighted bidders as shifted-surge bidders, when they are
     /// (internal: the online re-clear then uses the solver's secant search on them;
     /// other curves are cleared by bisection).
@@ -110,6 +127,16 @@ impl Curve for crate::ShiftedSurge {
     #[inline]
     fn bidder(&self, weight: f64, cap: f64) -> Self::Bidder {
         crate::solver::Bidder::new(self, weight, cap)
+    }
+    #[inline]
+    fn scan(
+        &self,
+        weight: f64,
+        cap: f64,
+        price: f64,
+        rule: crate::solver::BidRule,
+    ) -> crate::solver::Scanned<Self::Bidder> {
+        crate::solver::Bidder::scan(self, weight, cap, price, rule)
     }
     fn surge_bidders(sample: &[(Self::Bidder, f64)]) -> Option<&[(crate::solver::Bidder, f64)]> {
         Some(sample)

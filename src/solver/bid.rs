@@ -195,6 +195,25 @@ impl Bidding for Bidder {
     }
 }
 
+/// What the solver's first pass learns of one query: its bidder and bid, or — when
+/// the bid is out and none of the bidder's other constants is needed — only what the
+/// batch's summary takes. Nominally public so that [`Curve`](crate::Curve) can name
+/// it; only the crate builds it.
+#[derive(Debug, Clone, Copy)]
+pub enum Scanned<B> {
+    /// The prepared bidder and its bid.
+    Bid(B, Bid),
+    /// Out at the price, with the bidder's summary facts.
+    Out {
+        /// [`Bidding::max_price_under`] the rule.
+        max_price: f64,
+        /// [`Bidding::fundable`].
+        fundable: bool,
+        /// [`Bidding::shape`].
+        shape: Option<(f64, f64)>,
+    },
+}
+
 /// A curve with its weight and cap folded into the constants the best response needs,
 /// computed once so that a bid at a price costs at most one W₋₁ evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -256,6 +275,46 @@ impl Bidder {
             cap_marginal,
             solvent_below: scale * solvency_bound(curve.beta() * curve.threshold()),
         }
+    }
+
+    /// [`Curve::scan`](crate::Curve::scan) for a shifted surge: out without the
+    /// exponential at the cap when the price is at or above the solvency bound under
+    /// the rational rule (out in every regime: the cap's average utility is at most
+    /// the abandonment price), the cap is three widths or more past the threshold (so
+    /// the peak marginal, not the cap's average, is the highest funding price) and
+    /// the cap's average utility is clearly positive or exactly 0. The facts are the
+    /// ones [`Bidder::new`] would give, to the bit.
+    #[inline]
+    pub(crate) fn scan(
+        curve: &ShiftedSurge,
+        weight: f64,
+        cap: f64,
+        price: f64,
+        rule: BidRule,
+    ) -> Scanned<Bidder> {
+        if rule == BidRule::Rational {
+            let scale = weight * (curve.ceiling() * curve.beta());
+            let solvent_below = scale * solvency_bound(curve.beta() * curve.threshold());
+            // The cap's average utility is `weight · ceiling · P(2, z_cap) / cap` with
+            // P(2, z_cap) ≥ 0.8 from z_cap = 3 on.
+            let value = weight * curve.ceiling();
+            let fundable = if value == 0.0 {
+                Some(false)
+            } else {
+                (value / cap >= 1e-300).then_some(true)
+            };
+            if let (true, Some(fundable)) =
+                (price >= solvent_below && curve.z(cap) >= 3.0, fundable)
+            {
+                return Scanned::Out {
+                    max_price: scale * INV_E,
+                    fundable,
+                    shape: Some((scale, curve.beta())),
+                };
+            }
+        }
+        let bidder = Bidder::new(curve, weight, cap);
+        Scanned::Bid(bidder, bidder.bid_by(price, rule))
     }
 
     pub(crate) fn cap(&self) -> f64 {

@@ -4,7 +4,7 @@
 //! one price. A pass is the unit of cost (one W₋₁ per query on the concave branch), so
 //! the searches are built to need few of them.
 
-use super::bid::{Bid, BidRule, Bidding};
+use super::bid::{Bid, BidRule, Bidding, Scanned};
 use super::chunks;
 use super::search::{Bracket, Demand, Point, Search, Stop};
 use super::subset::Subset;
@@ -70,15 +70,33 @@ impl Summary {
 
     #[inline]
     fn add<B: Bidding>(&mut self, index: usize, bidder: &B, cap: u64, rule: BidRule) {
-        let max_price = bidder.max_price_under(rule);
+        self.add_facts(
+            index,
+            bidder.max_price_under(rule),
+            bidder.fundable(),
+            cap,
+            bidder.shape(),
+        );
+    }
+
+    /// [`Summary::add`] from the bidder's facts.
+    #[inline]
+    fn add_facts(
+        &mut self,
+        index: usize,
+        max_price: f64,
+        fundable: bool,
+        cap: u64,
+        shape: Option<(f64, f64)>,
+    ) {
         if max_price > self.top_price {
             self.top_price = max_price;
             self.top_query = index;
         }
-        if bidder.fundable() {
+        if fundable {
             self.fundable_caps += cap as u128;
         }
-        match bidder.shape() {
+        match shape {
             Some(this) => self.shared &= *self.shape.get_or_insert(this) == this,
             None => self.shared = false,
         }
@@ -221,9 +239,19 @@ impl<B: Bidding> Market<B> {
                 let mut point = Point::empty(log_price, 0);
                 for (k, query) in part.iter().enumerate() {
                     let cap = allocator.cap_of(query);
-                    let bidder = query.curve().bidder(query.weight(), cap as f64);
+                    let (bidder, bid) =
+                        match query.curve().scan(query.weight(), cap as f64, price, rule) {
+                            Scanned::Bid(bidder, bid) => (bidder, bid),
+                            Scanned::Out {
+                                max_price,
+                                fundable,
+                                shape,
+                            } => {
+                                summary.add_facts(offset + k, max_price, fundable, cap, shape);
+                                continue;
+                            }
+                        };
                     summary.add(offset + k, &bidder, cap, rule);
-                    let bid = bidder.bid_by(price, rule);
                     let tokens = bid.tokens();
                     if bid != Bid::Out {
                         point.funded += 1;
@@ -812,6 +840,96 @@ mod tests {
         assert_eq!(market.fundable_caps, 1000);
         assert_eq!(market.top_query, 0);
         assert_eq!(market.top_price, market.bidders[0].max_price());
+    }
+
+    /// `n` queries of varied thresholds, widths, ceilings and caps (a few that cannot
+    /// use their cap), from a fixed linear congruential stream.
+    fn varied(n: usize) -> Vec<Query> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut unit = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let threshold = 50.0 + 850.0 * unit();
+                let cap = if unit() < 0.05 { 40 } else { 8192 };
+                query(threshold, 60.0 + 340.0 * unit(), 0.1 + 0.9 * unit(), cap)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_scan_is_a_prepared_pass_and_its_compaction() {
+        let allocator = Allocator::default();
+        let qs = varied(3 * chunks::CHUNK + 17);
+        let prepared = Market::prepare(&allocator, &qs);
+        for log_price in [(1e-4f64).ln(), (5e-4f64).ln(), (1e-3f64).ln()] {
+            let mut tokens = vec![0.0; qs.len()];
+            let pass = prepared.pass(&prepared.bidders, |b| b, log_price, &mut tokens, true);
+            let mut scanned = Market::empty(BidRule::Rational);
+            let (mut set, mut bids) = (Subset::default(), Vec::new());
+            let point = scanned.scan(&allocator, &qs, log_price, &mut set, &mut bids);
+            // The same sums, chunk by chunk, slope included.
+            assert_eq!(
+                (point.tokens, point.funded, point.slope),
+                (pass.tokens, pass.funded, pass.slope)
+            );
+            assert_eq!(
+                (scanned.top_price, scanned.top_query, scanned.fundable_caps),
+                (
+                    prepared.top_price,
+                    prepared.top_query,
+                    prepared.fundable_caps
+                )
+            );
+            assert_eq!(scanned.len(), qs.len());
+            assert!(scanned.bidders.is_empty());
+            // Exactly the queries bidding there, in order, with their bids and bidders.
+            let funded: Vec<u32> = (0..qs.len() as u32)
+                .filter(|&i| tokens[i as usize] > 0.0)
+                .collect();
+            assert!(!funded.is_empty() && funded.len() < qs.len());
+            assert_eq!(set.index, funded);
+            for (k, &i) in set.index.iter().enumerate() {
+                let i = i as usize;
+                assert_eq!(bids[k], tokens[i]);
+                assert_eq!(set.caps[k], prepared.caps[i]);
+                assert_eq!(set.bidders[k], prepared.bidders[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_scan_that_lands_feasible_falls_back_to_the_prepared_market() {
+        // Every 16th query is worth a thousand times the others: the strided presolve
+        // sample holds only those, so its price is far too high for the batch.
+        let allocator = Allocator::default();
+        let n = 2 * LARGE_BATCH;
+        let qs: Vec<Query> = varied(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let weight = if i % (n / SAMPLE) == 0 { 1000.0 } else { 1.0 };
+                q.with_weight(weight).unwrap()
+            })
+            .collect();
+        let budget = 300 * n as u64;
+        let mut market = Market::empty(BidRule::Rational);
+        let mut buffers = ClearBuffers::default();
+        let first = allocator.scan_first(&mut market, &qs, budget as f64, &mut buffers);
+        assert!(first.is_none(), "the scan should land feasible here");
+        // The allocation goes on from the prepared market, and clears.
+        let a = allocator.allocate(&qs, budget).unwrap();
+        assert!(a.total_tokens() <= budget);
+        assert!(a.total_tokens() as f64 >= 0.99 * budget as f64);
+        let price = a.price().unwrap();
+        let prepared = Market::prepare(&allocator, &qs);
+        let mut tokens = vec![0.0; n];
+        assert!(prepared.demand(price.ln(), &mut tokens).tokens <= budget as f64);
+        assert!(prepared.demand((price * 0.99).ln(), &mut tokens).tokens > budget as f64);
     }
 
     #[test]

@@ -17,9 +17,15 @@
 //!    smooth part would not — with Illinois false position and bisection as safeguards,
 //!    so it always terminates (`search`, shared with the online re-clear); until a low
 //!    end is known the search steps down by doubling strides. Large batches start from
-//!    a solve on a strided sample (512 queries, one in 1 000 above 512 000), and once a
-//!    low end is known only the queries funded there are visited, compacted side by
-//!    side (`subset`); everything after clearing works on them alone. Sums over the
+//!    a solve on a strided sample (512 queries, one in 1 000 above 512 000), a margin
+//!    of 2.5 of its standard errors below the sample's price, with the sample's secant
+//!    slope steering the first step; once a low end is known only the queries funded
+//!    there are visited, compacted side by side (`subset`); everything after clearing
+//!    works on them alone. For shifted surges that first pass is fused with step 1
+//!    (`Market::scan`): the batch is prepared and bid at the start in one sweep that
+//!    keeps only the queries funded there, so the bidders of the rest are never
+//!    stored. A table bound on each query's abandonment price (`bid`) spares a bid
+//!    above it the W₋₁. Sums over the
 //!    batch are taken in fixed chunks and added in order (`chunks`), so the optional
 //!    `parallel` feature splits them across threads without changing a bit. When all queries
 //!    share one shape (the paper's model-intrinsic α, β) W₋₁ is evaluated once per pass
@@ -54,7 +60,7 @@ mod subset;
 mod workspace;
 
 pub use allocation::{Allocation, Decision, QueryAllocation};
-pub(crate) use bid::{Bid, BidRule, Bidder, Bidding};
+pub(crate) use bid::{Bid, BidRule, Bidder, Bidding, Scanned};
 pub use builder::AllocatorBuilder;
 pub(crate) use query::check_weight;
 pub use query::Query;
