@@ -470,3 +470,42 @@ fn caps_above_2_pow_53_are_granted_exactly_and_capped() {
         .iter()
         .all(|r| (r.tokens, r.decision) == (cap, Decision::Capped)));
 }
+
+/// Weak duality: for any price λ ≥ 0, `λB + Σ max_b (w·U(b) − λb)` bounds the optimum
+/// from above. At the allocation's price, large batches (whose search starts from the
+/// fused first pass) must come within one query's utility of it (Shapley–Folkman).
+#[test]
+fn large_batches_are_within_one_query_of_the_dual_bound() {
+    let mut rng = StdRng::seed_from_u64(31);
+    let allocator = Allocator::builder().default_cap(8192).build().unwrap();
+    for (n, per_query) in [(4096, 300u64), (9000, 100), (30_000, 300), (12_000, 1500)] {
+        let queries = random_batch(&mut rng, n);
+        let budget = per_query * n as u64;
+        let a = allocator.allocate(&queries, budget).unwrap();
+        assert!(a.total_tokens() <= budget);
+        let price = a.price().unwrap();
+        let surplus: f64 = queries
+            .iter()
+            .map(|q| {
+                let cap = q.cap().unwrap_or(8192) as f64;
+                let b = q.curve().best_response(price / q.weight(), cap).unwrap();
+                (q.weight() * q.curve().utility(b) - price * b).max(0.0)
+            })
+            .sum();
+        let dual = price * budget as f64 + surplus;
+        let one_query = queries
+            .iter()
+            .map(|q| q.weight() * q.curve().ceiling())
+            .fold(0.0, f64::max);
+        let gap = dual - a.total_utility();
+        assert!(
+            gap >= -1e-9 * dual,
+            "n = {n}: utility above the dual bound by {}",
+            -gap
+        );
+        assert!(
+            gap <= one_query,
+            "n = {n}: {gap} below the dual bound (one query: {one_query})"
+        );
+    }
+}

@@ -297,6 +297,10 @@ impl<B: Bidding> Market<B> {
             self.summarise(summary);
             return point;
         }
+        // Room for every query: the pages of the part never written are never mapped,
+        // and the set does not grow by copying.
+        set.reserve(queries.len());
+        bids.reserve(queries.len());
         for (c, part) in queries.chunks(chunks::CHUNK).enumerate() {
             let (part_summary, part_point) = scan_chunk(c * chunks::CHUNK, part, set, bids);
             summary.add_summary(part_summary);
