@@ -281,6 +281,8 @@ impl<B: Bidding> Market<B> {
                 .enumerate()
                 .map(|(c, part)| {
                     let (mut part_set, mut part_bids) = (Subset::default(), Vec::new());
+                    part_set.reserve(part.len());
+                    part_bids.reserve(part.len());
                     let found = scan_chunk(c * chunks::CHUNK, part, &mut part_set, &mut part_bids);
                     (found, part_set, part_bids)
                 })
@@ -774,8 +776,10 @@ impl Allocator {
         let (lo, hi) = (sample_bracket.lo.log_price, sample_bracket.hi.log_price);
         let sample_budget = budget / scale;
         let target = sample_budget * (1.0 - 0.5 * self.tolerance);
+        // The sample's demand is a few per cent off the batch's (its standard error
+        // below), so its price need not be found closer than 1 %.
         let search = Search {
-            tolerance: self.tolerance.max(1e-3),
+            tolerance: self.tolerance.max(1e-2),
             max_iterations: self.max_iterations,
             stop: Stop::Close,
         };
