@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use clear_alloc::{Query, ShiftedSurge};
 use rayon::iter::{IntoParallelRefIterator, ParallelExtend, ParallelIterator};
 
+use crate::plain;
 use crate::request::{read_serial, Batch, BorrowedId, Request};
 use crate::wire::QueryFields;
 
@@ -308,11 +309,21 @@ impl Range {
         let mut uncounted = 0;
         let mut at = self.start;
         let close = loop {
-            // A reader per query: `serde_json` reads one value and says where it ended.
-            let mut reader = serde_json::Deserializer::from_slice(&bytes[at..])
-                .into_iter::<QueryFields<BorrowedId<'a>>>();
-            let spec = reader.next()?.ok()?;
-            at += reader.byte_offset();
+            let spec = match plain::read_query(bytes, at) {
+                Some((spec, after)) => {
+                    at = after;
+                    spec
+                }
+                None => {
+                    // A reader per query: `serde_json` reads one value and says where
+                    // it ended.
+                    let mut reader = serde_json::Deserializer::from_slice(&bytes[at..])
+                        .into_iter::<QueryFields<BorrowedId<'a>>>();
+                    let spec = reader.next()?.ok()?;
+                    at += reader.byte_offset();
+                    spec
+                }
+            };
             keep(spec)?;
             uncounted += 1;
             if uncounted == COUNT_STEP {
