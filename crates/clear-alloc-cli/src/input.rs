@@ -12,9 +12,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use std::fs::File;
-use std::io::{Read, Seek};
-use std::os::fd::AsFd;
+use std::io::Read;
 
 /// Reads all of `reader`, but never more than `limit + 1` bytes: input beyond `limit`
 /// is an error naming `source` and the `flag` that raises the limit, so an endless or
@@ -28,51 +26,7 @@ pub fn read_bounded(
     source: &str,
     flag: &str,
 ) -> Result<Vec<u8>, String> {
-    read_bounded_into(Vec::new(), reader, limit, source, flag)
-}
-
-/// [`read_bounded`] of `reader`, a file descriptor such as stdin: when it is a regular
-/// file (`< request.json`), the buffer is first sized to what is left of the file (up
-/// to the limit), so that the input is read in one piece with no regrowing.
-///
-/// # Errors
-/// As [`read_bounded`].
-pub fn read_bounded_fd(
-    reader: impl Read + AsFd,
-    limit: u64,
-    source: &str,
-    flag: &str,
-) -> Result<Vec<u8>, String> {
     let mut input = Vec::new();
-    if let Some(left) = file_bytes_left(&reader) {
-        // One byte more, to see the end of the file (or that it grew past the limit);
-        // a size that cannot be reserved is left to grow as it is read.
-        let room = left.min(limit).saturating_add(1);
-        let _ = input.try_reserve_exact(usize::try_from(room).unwrap_or(usize::MAX));
-    }
-    read_bounded_into(input, reader, limit, source, flag)
-}
-
-/// The bytes between `fd`'s position and the end of its file, when it is a regular file.
-fn file_bytes_left(fd: &impl AsFd) -> Option<u64> {
-    // A second descriptor of the same open file: the same position, which asking for
-    // it leaves where it is.
-    let mut file = File::from(fd.as_fd().try_clone_to_owned().ok()?);
-    let metadata = file.metadata().ok()?;
-    let at = file.stream_position().ok()?;
-    metadata
-        .is_file()
-        .then(|| metadata.len().saturating_sub(at))
-}
-
-/// [`read_bounded`] appending to `input`.
-fn read_bounded_into(
-    mut input: Vec<u8>,
-    reader: impl Read,
-    limit: u64,
-    source: &str,
-    flag: &str,
-) -> Result<Vec<u8>, String> {
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut input)
@@ -126,29 +80,6 @@ mod tests {
             err,
             "f: input is more than 4 bytes, the limit (--x raises it)"
         );
-    }
-
-    #[test]
-    fn a_file_is_read_from_its_position_into_a_buffer_of_its_size() {
-        let path = std::env::temp_dir().join(format!("clear-alloc-input-{}", std::process::id()));
-        std::fs::write(&path, b"skip{\"budget\": 1}").unwrap();
-        let mut file = File::open(&path).unwrap();
-        file.seek(std::io::SeekFrom::Start(4)).unwrap();
-        assert_eq!(file_bytes_left(&file), Some(13));
-        let input = read_bounded_fd(&file, 100, "stdin", "--x").unwrap();
-        assert_eq!(input, b"{\"budget\": 1}");
-        assert_eq!(input.capacity(), 14);
-        // Over the limit, as from any reader.
-        file.seek(std::io::SeekFrom::Start(0)).unwrap();
-        let err = read_bounded_fd(&file, 16, "stdin", "--x").unwrap_err();
-        assert_eq!(
-            err,
-            "stdin: input is more than 16 bytes, the limit (--x raises it)"
-        );
-        std::fs::remove_file(&path).unwrap();
-        // Not a regular file: nothing is reserved.
-        let (pipe, _writer) = std::io::pipe().unwrap();
-        assert_eq!(file_bytes_left(&pipe), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use clear_alloc_cli::allocate::{read_request, AllocateOptions};
-use clear_alloc_cli::input::read_bounded_fd;
+use clear_alloc_cli::input::read_bounded;
 
 mod fit;
 
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
 /// [`clear_alloc_cli::allocate`].
 fn allocate(args: impl Iterator<Item = String>) -> Result<(), Failure> {
     let options = AllocateOptions::from_args(args).map_err(Failure::Usage)?;
-    let input = read_bounded_fd(
+    let input = read_bounded(
         std::io::stdin().lock(),
         options.max_request_bytes(),
         "stdin",

@@ -22,22 +22,24 @@ pub(crate) fn read_query(input: &[u8], at: usize) -> Option<(QueryFields<Borrowe
         return Some((query, at + 1));
     }
     loop {
-        let (key, after) = plain_string(input, at)?;
+        // Keys are matched as bytes: one that is not UTF-8 is none of these.
+        let (key, after) = string_bytes(input, at)?;
         at = skip_whitespace(input, after);
         (input.get(at) == Some(&b':')).then_some(())?;
         at = skip_whitespace(input, at + 1);
         at = match key {
-            "id" => value(input, at, &mut query.id, |input, at| {
-                let (id, after) = plain_string(input, at)?;
+            b"id" => value(input, at, &mut query.id, |input, at| {
+                let (id, after) = string_bytes(input, at)?;
+                let id = std::str::from_utf8(id).ok()?;
                 Some((BorrowedId(id.into()), after))
             })?,
-            "threshold" => value(input, at, &mut query.threshold, number)?,
-            "width" => value(input, at, &mut query.width, number)?,
-            "ceiling" => value(input, at, &mut query.ceiling, number)?,
-            "alpha" => value(input, at, &mut query.alpha, number)?,
-            "beta" => value(input, at, &mut query.beta, number)?,
-            "cap" => value(input, at, &mut query.cap, whole_number)?,
-            "weight" => value(input, at, &mut query.weight, number)?,
+            b"threshold" => value(input, at, &mut query.threshold, number)?,
+            b"width" => value(input, at, &mut query.width, number)?,
+            b"ceiling" => value(input, at, &mut query.ceiling, number)?,
+            b"alpha" => value(input, at, &mut query.alpha, number)?,
+            b"beta" => value(input, at, &mut query.beta, number)?,
+            b"cap" => value(input, at, &mut query.cap, whole_number)?,
+            b"weight" => value(input, at, &mut query.weight, number)?,
             _ => return None,
         };
         at = skip_whitespace(input, at);
@@ -66,17 +68,15 @@ fn value<'a, T>(
     Some(after)
 }
 
-/// The string at `at` if it holds no escape and no control character, and the
-/// position after its closing quote.
-fn plain_string(input: &[u8], at: usize) -> Option<(&str, usize)> {
+/// The bytes of the string at `at` if it holds no escape and no control character,
+/// and the position after its closing quote.
+fn string_bytes(input: &[u8], at: usize) -> Option<(&[u8], usize)> {
     (input.get(at) == Some(&b'"')).then_some(())?;
     let len = input[at + 1..]
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
     let end = at + 1 + len;
-    (input[end] == b'"').then_some(())?;
-    let text = std::str::from_utf8(&input[at + 1..end]).ok()?;
-    Some((text, end + 1))
+    (input[end] == b'"').then_some((&input[at + 1..end], end + 1))
 }
 
 /// The JSON number at `at`, if it is not negative and is finite as an `f64`, and the
