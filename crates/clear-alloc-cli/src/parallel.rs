@@ -492,6 +492,43 @@ mod tests {
     }
 
     #[test]
+    fn gaps_between_parts_are_closed_in_order() {
+        let mut items: Vec<u32> = (0..10).collect();
+        close_gaps(&mut items, &[3, 3, 4], &[3, 3, 2]);
+        assert_eq!(items, [0, 1, 2, 3, 4, 5, 6, 7]);
+        let mut items: Vec<u32> = (0..10).collect();
+        close_gaps(&mut items, &[3, 3, 4], &[1, 3, 4]);
+        assert_eq!(items, [0, 3, 4, 5, 6, 7, 8, 9]);
+        let mut items: Vec<u32> = (0..6).collect();
+        close_gaps(&mut items, &[2, 0, 4], &[0, 0, 3]);
+        assert_eq!(items, [2, 3, 4]);
+    }
+
+    #[test]
+    fn surges_are_bounded_by_their_braces_and_other_curves_are_not() {
+        let input = request(2_000, true, 1);
+        let input = input.as_bytes();
+        let ranges = [Range {
+            start: queries_start(input).unwrap(),
+            end: None,
+        }];
+        let bounds = surge_bounds(input, &ranges, 10_000).unwrap();
+        // A brace more for each id that holds one, and the request's own.
+        let braces_in_ids = input.windows(4).filter(|w| w == b" }, ").count();
+        assert_eq!(bounds, [2_000 + braces_in_ids + 1]);
+        assert_eq!(surge_bounds(input, &ranges, 1_000), None);
+        let mixed = request(2_000, false, 1);
+        assert_eq!(surge_bounds(mixed.as_bytes(), &ranges, 10_000), None);
+        // The count in lanes agrees with a plain count, whatever the length.
+        let queries = &input[ranges[0].start..];
+        for len in [0, 1, 8159, 8160, 8161, 100_000] {
+            let bytes = &queries[..len];
+            let plain = bytes.iter().filter(|&&b| b == b'}').count();
+            assert_eq!(closing_braces_if_flat(bytes), Some(plain));
+        }
+    }
+
+    #[test]
     fn a_split_is_a_comma_after_a_closing_brace() {
         let query = r#"{"id":"}, {","points":[[1,1]]}"#;
         let queries = [query; QUERIES_AHEAD].join(" , ");
