@@ -14,6 +14,7 @@
 pub mod allocate;
 pub mod input;
 mod parallel;
+mod plain;
 mod request;
 mod response;
 pub mod wire;

@@ -1,6 +1,9 @@
 //! Reading a large request's `queries` array on all cores: one cheap look at the bytes
-//! splits the array into ranges at commas between its queries, each range is read on
-//! its own thread, and the queries are put back together in input order.
+//! splits the array into ranges at commas between its queries, and each range is read on
+//! its own thread, in input order: straight into its own part of one vector when the
+//! queries are shifted surges (no `[` in them), else into vectors of its own that are
+//! then joined. Each query of the plainest form is read by [`crate::plain`], any other
+//! by `serde_json`.
 //!
 //! The split is only a guess (a `}` and a `,`), checked by the reading itself: each
 //! range is read from a true query boundary, so it reads cleanly to its end only if
@@ -12,7 +15,12 @@
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
+use clear_alloc::{Query, ShiftedSurge};
+use rayon::iter::{IntoParallelRefIterator, ParallelExtend, ParallelIterator};
+
+use crate::plain;
 use crate::request::{read_serial, Batch, BorrowedId, Request};
 use crate::wire::QueryFields;
 
@@ -62,61 +70,25 @@ pub(crate) fn read_split<'a>(
     if ends.is_empty() {
         return None;
     }
-    let mut starts = vec![open];
-    starts.extend(ends.iter().map(|end| end + 1));
-    let counted = AtomicUsize::new(0);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    // Each thread reads the next range until none is left or one has failed.
-    let read_ranges = || {
-        let mut read = Vec::new();
-        while !failed.load(Ordering::Relaxed) {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&start) = starts.get(k) else {
-                break;
-            };
-            let end = ends.get(k).copied();
-            // The first range keeps room for all the queries, which the others join.
-            let bytes = if k == 0 {
-                input.len()
-            } else {
-                end.unwrap_or(input.len()) - start
-            };
-            let range = Range {
-                start,
-                end,
-                capacity: max_queries.min(bytes / 39),
-            };
-            let queries = range.read(input, max_queries, &counted);
-            failed.fetch_or(queries.is_none(), Ordering::Relaxed);
-            read.push((k, queries));
-        }
-        read
+    let mut ranges = vec![Range {
+        start: open,
+        end: Some(ends[0]),
+    }];
+    ranges.extend(ends.iter().enumerate().map(|(k, &comma)| Range {
+        start: comma + 1,
+        end: ends.get(k + 1).copied(),
+    }));
+    let reader = RangeReader {
+        input,
+        max_queries,
+        threads,
+        counted: AtomicUsize::new(0),
     };
-    let mut ranges = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..threads.min(starts.len()))
-            .map(|_| scope.spawn(read_ranges))
-            .collect();
-        let mut ranges = read_ranges();
-        for other in others {
-            ranges.extend(other.join().ok()?);
-        }
-        Some(ranges)
-    })?;
-    if failed.into_inner() || ranges.len() != starts.len() {
-        return None;
-    }
-    ranges.sort_unstable_by_key(|&(k, _)| k);
-    let mut ranges = ranges.into_iter().map(|(_, queries)| queries);
-    let mut all = ranges.next()??;
-    let mut close = all.close;
-    for range in ranges {
-        let mut range = range?;
-        all.queries.append(range.queries).ok()?;
-        all.ids.append(&mut range.ids);
-        close = range.close;
-    }
-    if all.ids.len() > max_queries {
+    let (queries, ids, close) = match surge_bounds(input, &ranges, max_queries) {
+        Some(bounds) => reader.read_in_place(&ranges, &bounds)?,
+        None => reader.read_and_join(&ranges)?,
+    };
+    if ids.len() > max_queries {
         return None;
     }
     // The rest of the request, with an empty array in place of the queries: a few bytes,
@@ -129,11 +101,51 @@ pub(crate) fn read_split<'a>(
     let terms = read_serial(&rest, max_queries).ok()?.terms;
     Some(Request {
         terms,
-        queries: all.queries,
-        ids: all.ids,
+        queries,
+        ids,
         invalid: None,
         over_limit: None,
     })
+}
+
+/// The most queries each range can hold, when the queries look like shifted surges:
+/// no `[` anywhere in the ranges (every other kind of curve is an array), so each
+/// query is an object with no object inside, and a range holds at most as many as it
+/// has `}` (more only if ids hold some). `None` when a `[` is found, or the ranges may
+/// hold more queries than `max_queries` (the bounds would reserve more than the limit).
+fn surge_bounds(input: &[u8], ranges: &[Range], max_queries: usize) -> Option<Vec<usize>> {
+    // A pass over the whole request: on all cores.
+    let bounds: Vec<usize> = ranges
+        .par_iter()
+        .map(|range| closing_braces_if_flat(&input[range.start..range.end.unwrap_or(input.len())]))
+        .collect::<Option<_>>()?;
+    // The last range's count includes the request's own closing brace.
+    (bounds.iter().sum::<usize>() <= max_queries.saturating_add(1)).then_some(bounds)
+}
+
+/// How many `}` `bytes` holds, or `None` if it holds a `[`; counted in blocks of
+/// byte-sized lanes, so that the count runs on the vector unit.
+fn closing_braces_if_flat(bytes: &[u8]) -> Option<usize> {
+    const LANES: usize = 32;
+    let (mut closes, mut opens) = (0, false);
+    // A lane counts at most 255 braces before it is added up.
+    let mut blocks = bytes.chunks_exact(LANES * 255);
+    for block in &mut blocks {
+        let (mut lane_closes, mut lane_opens) = ([0u8; LANES], [false; LANES]);
+        for chunk in block.chunks_exact(LANES) {
+            for ((close, open), &b) in lane_closes.iter_mut().zip(&mut lane_opens).zip(chunk) {
+                *close += u8::from(b == b'}');
+                *open |= b == b'[';
+            }
+        }
+        closes += lane_closes.iter().map(|&n| usize::from(n)).sum::<usize>();
+        opens |= lane_opens.contains(&true);
+    }
+    for &b in blocks.remainder() {
+        closes += usize::from(b == b'}');
+        opens |= b == b'[';
+    }
+    (!opens).then_some(closes)
 }
 
 /// A range of the queries array to read.
@@ -143,41 +155,179 @@ struct Range {
     /// The comma after its last query; `None` for the last range, which ends at the
     /// array's `]`.
     end: Option<usize>,
-    /// Room to reserve for its queries.
-    capacity: usize,
 }
 
-/// The queries of a [`Range`], valid, in input order.
-struct RangeQueries<'a> {
-    queries: Batch,
-    ids: Vec<Option<BorrowedId<'a>>>,
-    /// For the last range, the byte after the array's `]`.
-    close: Option<usize>,
+/// What the ranges read: the queries, their ids, and the byte after the array's `]`.
+type Queries<'a> = (Batch, Vec<Option<BorrowedId<'a>>>, Option<usize>);
+
+/// Reads the ranges of one request on its threads.
+struct RangeReader<'a> {
+    input: &'a [u8],
+    max_queries: usize,
+    threads: usize,
+    /// Queries read so far by all ranges (counted [`COUNT_STEP`] at a time).
+    counted: AtomicUsize,
+}
+
+impl<'a> RangeReader<'a> {
+    /// Reads each range straight into its own part of one vector of queries and one
+    /// of ids, sized by `bounds` (see [`surge_bounds`]): nothing is copied after the
+    /// reading but to close the gaps where a range held fewer queries than its bound.
+    fn read_in_place(&self, ranges: &[Range], bounds: &[usize]) -> Option<Queries<'a>> {
+        let total = bounds.iter().sum();
+        // Filled on all cores: the first touch of each page (a page fault) is most of
+        // the cost of so large a vector.
+        let placeholder = Query::new(ShiftedSurge::new(0.0, 1.0, 1.0).ok()?);
+        let mut queries = Vec::with_capacity(total);
+        queries.par_extend(rayon::iter::repeat_n(placeholder, total));
+        let mut ids = Vec::with_capacity(total);
+        ids.par_extend(rayon::iter::repeat_n(None, total));
+        let mut work = Vec::with_capacity(ranges.len());
+        let (mut queries_left, mut ids_left) = (&mut queries[..], &mut ids[..]);
+        for (range, &bound) in ranges.iter().zip(bounds) {
+            let (queries_slot, rest) = queries_left.split_at_mut(bound);
+            let (ids_slot, ids_rest) = ids_left.split_at_mut(bound);
+            (queries_left, ids_left) = (rest, ids_rest);
+            work.push((range, queries_slot, ids_slot));
+        }
+        let read = self.on_threads(work, |(range, queries, ids)| {
+            let mut len = 0;
+            let close = range.read(self, |spec| {
+                // A slot for each query: more only if a query is not an object.
+                let (query, id) = (queries.get_mut(len)?, ids.get_mut(len)?);
+                spec.is_surge().then_some(())?;
+                *query = spec.to_unnamed_surge(len).ok()?;
+                *id = spec.id;
+                len += 1;
+                Some(())
+            })?;
+            Some((len, close))
+        })?;
+        let lens: Vec<usize> = read.iter().map(|&(len, _)| len).collect();
+        close_gaps(&mut queries, bounds, &lens);
+        close_gaps(&mut ids, bounds, &lens);
+        let close = read.last()?.1;
+        Some((Batch::Surges(queries), ids, close))
+    }
+
+    /// Reads each range into vectors of its own and appends them in order to the
+    /// first range's, which has room for all: for queries of any curve.
+    fn read_and_join(&self, ranges: &[Range]) -> Option<Queries<'a>> {
+        let work: Vec<(usize, &Range)> = ranges.iter().enumerate().collect();
+        let read = self.on_threads(work, |(k, range)| {
+            // The first range keeps room for all the queries, which the others join.
+            let bytes = match (k, range.end) {
+                (0, _) | (_, None) => self.input.len() - range.start,
+                (_, Some(end)) => end - range.start,
+            };
+            let capacity = self.max_queries.min(bytes / 39);
+            let mut queries = Batch::Surges(Vec::with_capacity(capacity));
+            let mut ids = Vec::with_capacity(capacity);
+            let close = range.read(self, |spec| {
+                queries.push(&spec, ids.len()).ok()?;
+                ids.push(spec.id);
+                Some(())
+            })?;
+            Some((queries, ids, close))
+        })?;
+        let mut read = read.into_iter();
+        let (mut queries, mut ids, mut close) = read.next()?;
+        for (more, mut more_ids, more_close) in read {
+            queries.append(more).ok()?;
+            ids.append(&mut more_ids);
+            close = more_close;
+        }
+        Some((queries, ids, close))
+    }
+
+    /// `run` on each item of `work`, on up to [`threads`](Self::threads) threads that
+    /// each take the next item as they finish one; the results in the order of
+    /// `work`, or `None` as soon as one is `None`.
+    fn on_threads<W: Send, R: Send>(
+        &self,
+        work: Vec<W>,
+        run: impl Fn(W) -> Option<R> + Sync,
+    ) -> Option<Vec<R>> {
+        let count = work.len();
+        let queue = Mutex::new(work.into_iter().enumerate());
+        let failed = AtomicBool::new(false);
+        let take = || {
+            let mut done = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let Some((k, item)) = queue.lock().ok().and_then(|mut queue| queue.next()) else {
+                    break;
+                };
+                let result = run(item);
+                failed.fetch_or(result.is_none(), Ordering::Relaxed);
+                done.push((k, result));
+            }
+            done
+        };
+        let mut done = std::thread::scope(|scope| {
+            let others: Vec<_> = (1..self.threads.min(count))
+                .map(|_| scope.spawn(take))
+                .collect();
+            let mut done = take();
+            for other in others {
+                done.extend(other.join().ok()?);
+            }
+            Some(done)
+        })?;
+        if failed.into_inner() || done.len() != count {
+            return None;
+        }
+        done.sort_unstable_by_key(|&(k, _)| k);
+        done.into_iter().map(|(_, result)| result).collect()
+    }
+}
+
+/// Removes from `items`, laid out as consecutive parts of `bounds[k]` items of which
+/// the first `lens[k]` are kept, the rest of each part, keeping the order.
+fn close_gaps<T>(items: &mut Vec<T>, bounds: &[usize], lens: &[usize]) {
+    let last = bounds.len() - 1;
+    if bounds[..last] == lens[..last] {
+        // Only the last part is short (by the request's closing brace, typically).
+        items.truncate(items.len() - (bounds[last] - lens[last]));
+        return;
+    }
+    let mut keep = bounds
+        .iter()
+        .zip(lens)
+        .flat_map(|(&bound, &len)| (0..bound).map(move |i| i < len));
+    items.retain(|_| keep.next().unwrap_or(false));
 }
 
 impl Range {
-    /// Reads the range's queries; `None` unless each is well-formed and valid, they end
-    /// exactly at the range's end, and no more than `max_queries` have been read in all
-    /// (`counted`, shared by the ranges).
+    /// Reads the range's queries, giving each to `keep`; the byte after the array's
+    /// `]` for the last range. `None` unless each query is well-formed and `keep`
+    /// takes it, they end exactly at the range's end, and no more than `max_queries`
+    /// have been read in all (counted by all the ranges of `reader`).
     fn read<'a>(
         &self,
-        input: &'a [u8],
-        max_queries: usize,
-        counted: &AtomicUsize,
-    ) -> Option<RangeQueries<'a>> {
-        let bytes = &input[..self.end.unwrap_or(input.len())];
-        let mut queries = Batch::Surges(Vec::with_capacity(self.capacity));
-        let mut ids = Vec::with_capacity(self.capacity);
+        reader: &RangeReader<'a>,
+        mut keep: impl FnMut(QueryFields<BorrowedId<'a>>) -> Option<()>,
+    ) -> Option<Option<usize>> {
+        let (counted, max_queries) = (&reader.counted, reader.max_queries);
+        let bytes = &reader.input[..self.end.unwrap_or(reader.input.len())];
         let mut uncounted = 0;
         let mut at = self.start;
         let close = loop {
-            // A reader per query: `serde_json` reads one value and says where it ended.
-            let mut reader = serde_json::Deserializer::from_slice(&bytes[at..])
-                .into_iter::<QueryFields<BorrowedId<'a>>>();
-            let spec = reader.next()?.ok()?;
-            at += reader.byte_offset();
-            queries.push(&spec, ids.len()).ok()?;
-            ids.push(spec.id);
+            let spec = match plain::read_query(bytes, at) {
+                Some((spec, after)) => {
+                    at = after;
+                    spec
+                }
+                None => {
+                    // A reader per query: `serde_json` reads one value and says where
+                    // it ended.
+                    let mut reader = serde_json::Deserializer::from_slice(&bytes[at..])
+                        .into_iter::<QueryFields<BorrowedId<'a>>>();
+                    let spec = reader.next()?.ok()?;
+                    at += reader.byte_offset();
+                    spec
+                }
+            };
+            keep(spec)?;
             uncounted += 1;
             if uncounted == COUNT_STEP {
                 if counted.fetch_add(uncounted, Ordering::Relaxed) + uncounted > max_queries {
@@ -196,11 +346,7 @@ impl Range {
         if counted.fetch_add(uncounted, Ordering::Relaxed) + uncounted > max_queries {
             return None;
         }
-        Some(RangeQueries {
-            queries,
-            ids,
-            close,
-        })
+        Some(close)
     }
 }
 
@@ -346,6 +492,43 @@ mod tests {
         assert_eq!(start(r#"{"queries":{}}"#), None);
         assert_eq!(start(r#"[{"queries":[]}]"#), None);
         assert_eq!(start(r#"{"budget":1}"#), None);
+    }
+
+    #[test]
+    fn gaps_between_parts_are_closed_in_order() {
+        let mut items: Vec<u32> = (0..10).collect();
+        close_gaps(&mut items, &[3, 3, 4], &[3, 3, 2]);
+        assert_eq!(items, [0, 1, 2, 3, 4, 5, 6, 7]);
+        let mut items: Vec<u32> = (0..10).collect();
+        close_gaps(&mut items, &[3, 3, 4], &[1, 3, 4]);
+        assert_eq!(items, [0, 3, 4, 5, 6, 7, 8, 9]);
+        let mut items: Vec<u32> = (0..6).collect();
+        close_gaps(&mut items, &[2, 0, 4], &[0, 0, 3]);
+        assert_eq!(items, [2, 3, 4]);
+    }
+
+    #[test]
+    fn surges_are_bounded_by_their_braces_and_other_curves_are_not() {
+        let input = request(2_000, true, 1);
+        let input = input.as_bytes();
+        let ranges = [Range {
+            start: queries_start(input).unwrap(),
+            end: None,
+        }];
+        let bounds = surge_bounds(input, &ranges, 10_000).unwrap();
+        // A brace more for each id that holds one, and the request's own.
+        let braces_in_ids = input.windows(4).filter(|w| w == b" }, ").count();
+        assert_eq!(bounds, [2_000 + braces_in_ids + 1]);
+        assert_eq!(surge_bounds(input, &ranges, 1_000), None);
+        let mixed = request(2_000, false, 1);
+        assert_eq!(surge_bounds(mixed.as_bytes(), &ranges, 10_000), None);
+        // The count in lanes agrees with a plain count, whatever the length.
+        let queries = &input[ranges[0].start..];
+        for len in [0, 1, 8159, 8160, 8161, 100_000] {
+            let bytes = &queries[..len];
+            let plain = bytes.iter().filter(|&&b| b == b'}').count();
+            assert_eq!(closing_braces_if_flat(bytes), Some(plain));
+        }
     }
 
     #[test]

@@ -68,15 +68,24 @@ impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone> ResponseView<'a, Ids> {
 /// Responses with at least this many grants are formatted on two threads.
 const PARALLEL_GRANTS: usize = 100_000;
 
+/// Grants formatted at a time by each of the two threads: some 1.5 MB of JSON, so that
+/// the few buffers that go back and forth stay in memory already touched.
+const CHUNK_GRANTS: usize = 1 << 14;
+
 impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone + Send + Sync> ResponseView<'a, Ids> {
     /// Writes the response as compact JSON: the bytes `serde_json::to_writer` writes.
     pub(crate) fn write_compact(&self, out: impl Write) -> std::io::Result<()> {
-        self.write_compact_from(out, PARALLEL_GRANTS)
+        self.write_compact_from(out, PARALLEL_GRANTS, CHUNK_GRANTS)
     }
 
-    /// [`write_compact`](Self::write_compact), the second half of the grants formatted
-    /// on another thread while the first is written, if there are `parallel_from` or more.
-    fn write_compact_from(&self, mut out: impl Write, parallel_from: usize) -> std::io::Result<()> {
+    /// [`write_compact`](Self::write_compact), with the grants formatted on two threads
+    /// if there are `parallel_from` or more, `chunk` at a time each.
+    fn write_compact_from(
+        &self,
+        mut out: impl Write,
+        parallel_from: usize,
+        chunk: usize,
+    ) -> std::io::Result<()> {
         out.write_all(b"{\"price\":")?;
         serde_json::to_writer(&mut out, &self.price)?;
         out.write_all(b",\"marginal_price\":")?;
@@ -89,25 +98,65 @@ impl<'a, Ids: Iterator<Item = Option<&'a str>> + Clone + Send + Sync> ResponseVi
         serde_json::to_writer(&mut out, &self.expected_utility)?;
         out.write_all(b",\"allocations\":[")?;
         let count = self.grants.allocation.queries().len();
-        if count < parallel_from.max(2) {
+        if count < parallel_from.max(2) || chunk == 0 || chunk >= count {
             write_grants(self.grants(), true, &mut out)?;
         } else {
-            let half = count / 2;
-            std::thread::scope(|scope| {
-                let tail = scope.spawn(|| {
-                    // About 90 bytes a grant.
-                    let mut tail = Vec::with_capacity((count - half) * 96);
-                    write_grants(self.grants().skip(half), false, &mut tail).map(|()| tail)
-                });
-                write_grants(self.grants().take(half), true, &mut out)?;
-                let tail = tail
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                out.write_all(&tail)
-            })?;
+            self.write_grants_on_two_threads(chunk, &mut out)?;
         }
         out.write_all(b"]}")?;
         Ok(())
+    }
+
+    /// Writes the grants to `out`, `chunk` at a time: this thread formats the even
+    /// chunks straight into `out`, another formats the odd ones into buffers that come
+    /// back to it once written.
+    fn write_grants_on_two_threads(
+        &self,
+        chunk: usize,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
+        let chunks = self.grants.allocation.queries().len().div_ceil(chunk);
+        std::thread::scope(|scope| {
+            let (formatted, to_write) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+            let (written, to_reuse) = std::sync::mpsc::channel::<Vec<u8>>();
+            let odd = scope.spawn(move || {
+                let mut grants = self.grants().skip(chunk);
+                for _ in (1..chunks).step_by(2) {
+                    // About 90 bytes a grant.
+                    let mut buffer = to_reuse
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(chunk * 96));
+                    buffer.clear();
+                    write_grants(grants.by_ref().take(chunk), false, &mut buffer)?;
+                    if formatted.send(buffer).is_err() {
+                        // This thread failed to write; its error is the one reported.
+                        break;
+                    }
+                    grants.nth(chunk - 1);
+                }
+                Ok(())
+            });
+            let mut grants = self.grants();
+            for k in 0..chunks {
+                if k % 2 == 0 {
+                    write_grants(grants.by_ref().take(chunk), k == 0, out)?;
+                } else {
+                    let Ok(buffer) = to_write.recv() else {
+                        // The other thread stopped early: its error, or its panic.
+                        return odd
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                            .and_then(|()| Err(std::io::Error::other("grants left unformatted")));
+                    };
+                    out.write_all(&buffer)?;
+                    // Gone only if the other thread is done.
+                    let _ = written.send(buffer);
+                    grants.nth(chunk - 1);
+                }
+            }
+            odd.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 }
 
@@ -187,6 +236,65 @@ mod tests {
     use clear_alloc::{Allocator, Query, ShiftedSurge};
 
     #[test]
+    fn grants_written_a_chunk_at_a_time_on_two_threads_are_in_order() {
+        let queries: Vec<Query> = (0..1000)
+            .map(|i| {
+                let query =
+                    Query::new(ShiftedSurge::new(f64::from(i % 97) * 9.0, 40.0, 0.9).unwrap());
+                if i % 3 == 0 {
+                    query.with_id(format!("q{i}"))
+                } else {
+                    query
+                }
+            })
+            .collect();
+        let allocation = Allocator::default().allocate(&queries, 60_000).unwrap();
+        let view = ResponseView::new(&allocation, queries.iter().map(Query::id));
+        let expected =
+            serde_json::to_string(&AllocationResponse::new(&queries, &allocation)).unwrap();
+        // Chunks that divide the grants evenly, and a last chunk short, odd and even.
+        for chunk in [7, 100, 250, 999] {
+            let mut compact = Vec::new();
+            view.write_compact_from(&mut compact, 2, chunk).unwrap();
+            assert_eq!(
+                String::from_utf8(compact).unwrap(),
+                expected,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    /// Takes `room` bytes, then fails.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room < buf.len() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_stops_both_threads_with_its_error() {
+        let queries = vec![Query::new(ShiftedSurge::new(100.0, 50.0, 0.9).unwrap()); 500];
+        let allocation = Allocator::default().allocate(&queries, 30_000).unwrap();
+        let view = ResponseView::new(&allocation, queries.iter().map(Query::id));
+        // Early in the response, and some chunks into it.
+        for room in [200, 3_000] {
+            let err = view.write_compact_from(Full { room }, 2, 10).unwrap_err();
+            assert_eq!(err.to_string(), "disk full");
+        }
+    }
+
+    #[test]
     fn decisions_are_written_as_they_serialise() {
         use Decision::*;
         for decision in [Abandoned, Funded, Capped, Edge, Displaced] {
@@ -217,10 +325,10 @@ mod tests {
         ] {
             let view = ResponseView::new(&allocation, queries.iter().map(Query::id));
             let response = AllocationResponse::new(queries, &allocation);
-            // On one thread, and with the second half formatted on another.
-            for parallel_from in [PARALLEL_GRANTS, 2] {
+            // On one thread, and on two a chunk of one or two grants at a time.
+            for (parallel_from, chunk) in [(PARALLEL_GRANTS, CHUNK_GRANTS), (2, 1), (2, 2)] {
                 let mut compact = Vec::new();
-                view.write_compact_from(&mut compact, parallel_from)
+                view.write_compact_from(&mut compact, parallel_from, chunk)
                     .unwrap();
                 assert_eq!(
                     String::from_utf8(compact).unwrap(),
