@@ -88,10 +88,11 @@ impl<B: Bidding> Subset<B> {
     /// moving `bids` and the other arrays in `values` (all as long as the set) along.
     pub fn retain_bidding(&mut self, bids: &mut Vec<f64>, values: &mut [&mut Vec<f64>]) {
         // Members before the first one out stay where they are.
-        let Some(mut kept) = bids.iter().position(|&bid| bid <= 0.0) else {
+        let Some(first_out) = bids.iter().position(|&bid| bid <= 0.0) else {
             return;
         };
-        for k in kept..self.len() {
+        let mut kept = first_out;
+        for k in first_out..self.len() {
             if bids[k] <= 0.0 {
                 continue;
             }
