@@ -1,6 +1,7 @@
-//! The packed window state: the window's epoch and the tokens this allocator holds for
-//! it share one `AtomicU64`, so that a reservation and the window it belongs to change
-//! together and a window rollover can never be charged twice.
+//! The packed window state: the window's epoch and tokens held for it (in the central
+//! pool, or in one thread shard) share one `AtomicU64`, so that a reservation and the
+//! window it belongs to change together and a window rollover can never be charged
+//! twice.
 
 use std::sync::atomic::AtomicU64;
 
