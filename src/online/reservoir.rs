@@ -324,6 +324,43 @@ mod tests {
     }
 
     #[test]
+    fn arrivals_of_every_shard_are_kept_alike() {
+        // Each shard numbers its own arrivals from 0; the keys must still be drawn
+        // alike across shards, or the sample would favour some threads' requests.
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(1_000)
+            .samples_per_window(400)
+            .history_windows(1)
+            .build()
+            .unwrap();
+        let shards = super::super::shard::SHARDS;
+        let mut kept = vec![0usize; shards];
+        for _ in 0..50 {
+            // 8 shards × 500 arrivals, interleaved as concurrent threads would be.
+            for arrival in 0..500 {
+                for shard in 0..shards {
+                    let sampled =
+                        SampledQuery::of(&Query::new(curve(shard as f64, 100.0, 0.9)), 4096);
+                    online.sample(shard, arrival, || sampled);
+                }
+            }
+            {
+                let sampler = lock(&online.sampler);
+                let sample = &sampler.filling().queries;
+                assert_eq!(sample.len(), 400);
+                for q in sample {
+                    kept[q.curve().threshold() as usize] += 1;
+                }
+            }
+            online.end_window();
+        }
+        // 20 000 draws, 2 500 expected per shard; the standard deviation is about 47.
+        for (shard, &n) in kept.iter().enumerate() {
+            assert!(n.abs_diff(2_500) < 300, "shard {shard}: {n} of 20 000");
+        }
+    }
+
+    #[test]
     fn a_sampled_query_rejects_weights_a_query_would_reject() {
         let c = curve(100.0, 1e-300, 0.9);
         assert!(SampledQuery::new(c, 1.0, 10).is_ok());
