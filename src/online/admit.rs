@@ -1,8 +1,9 @@
 //! The hot path: a request's best response at the current price, reserved from the
-//! tokens this allocator holds for the window, with a lease refill from the ledger
-//! when they run low.
+//! tokens this allocator holds for the window (its thread's shard of them, or the
+//! central pool), with a lease refill from the ledger when they run low.
 
 use super::reservoir::SampledQuery;
+use super::shard::{pooled_mark, shard_index};
 use super::window::{packed_epoch, packed_remaining};
 use super::{lock, OnlineAllocator, Ticket};
 use crate::error::Result;
@@ -50,7 +51,10 @@ impl<C: Curve> OnlineAllocator<C> {
     /// Counts and samples an arrival that wants `wanted` tokens, and reserves them
     /// from the window (or `tight(remaining)` when fewer remain): the part of
     /// admission after the best response, shared by [`admit`](Self::admit) and
-    /// [`admit_prepared`](Self::admit_prepared).
+    /// [`admit_prepared`](Self::admit_prepared). The thread's shard grants them when
+    /// it holds them (taking a slice of the pool when it runs dry); the pool decides
+    /// the rest, after gathering every shard's tokens when it is short, so that a
+    /// request gets less than it wants only when the whole window has less left.
     #[inline(always)]
     pub(super) fn reserve(
         &self,
@@ -58,25 +62,62 @@ impl<C: Curve> OnlineAllocator<C> {
         tight: impl Fn(u64) -> u64,
         sampled: impl FnOnce() -> SampledQuery<C>,
     ) -> Ticket {
-        let arrival = self.hot.arrivals.fetch_add(1, Ordering::Relaxed);
-        self.sample(arrival, sampled);
+        let index = shard_index();
+        let shard = &self.shards[index];
+        let arrival = shard.arrivals.fetch_add(1, Ordering::Relaxed);
+        self.sample(index, arrival, sampled);
 
-        let mut state = self.hot.window_state.load(Ordering::Acquire);
+        let (tokens, short) = match self.reserve_in_shard(shard, wanted) {
+            Some(granted) => granted,
+            None => self.reserve_in_pool(wanted, tight),
+        };
+        if tokens == 0 {
+            shard.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+        Ticket {
+            tokens,
+            epoch: self.full_epoch(short),
+            allocator: self.id,
+        }
+    }
+
+    /// Reserves `wanted` tokens (or `tight(remaining)`) from the central pool, on one
+    /// word: the shards are pooled first when the pool alone cannot cover the
+    /// request, and a shared ledger's lease is refilled when it runs low. Returns the
+    /// tokens and the short epoch of the window that paid.
+    #[cold]
+    #[inline(never)]
+    fn reserve_in_pool(&self, wanted: u64, tight: impl Fn(u64) -> u64) -> (u64, u64) {
+        let mut state = self.central.window_state.load(Ordering::Acquire);
         let mut waits = 0;
         let mut ledger_dry = false;
+        // The window whose pool `state` was read after its pooled mark, so that it
+        // includes every token the shards gave back.
+        let mut seen_pooled = None;
         let (tokens, short, held) = loop {
             let remaining = packed_remaining(state);
+            let short = packed_epoch(state);
+            if wanted > remaining && seen_pooled != Some(short) {
+                if self.pooled.load(Ordering::Acquire) == pooled_mark(short) {
+                    seen_pooled = Some(short);
+                } else {
+                    // The shards may hold what the pool lacks.
+                    self.pool_shards(short);
+                }
+                state = self.central.window_state.load(Ordering::Acquire);
+                continue;
+            }
             if wanted > remaining
                 && !ledger_dry
                 && waits < MAX_REFILL_WAITS
-                && self.hot.refill_below.load(Ordering::Relaxed) > 0
+                && self.central.refill_below.load(Ordering::Relaxed) > 0
             {
                 // Rare: the lease ran out under a request; wait for a refill. Again
                 // while the ledger still gives: a concurrent request may take the
                 // refilled tokens first, or the ledger may give less than asked.
                 waits += 1;
                 ledger_dry = !self.refill(packed_epoch(state), wanted, true);
-                state = self.hot.window_state.load(Ordering::Acquire);
+                state = self.central.window_state.load(Ordering::Acquire);
                 continue;
             }
             let grant = if wanted <= remaining {
@@ -87,7 +128,7 @@ impl<C: Curve> OnlineAllocator<C> {
             if grant == 0 {
                 break (0, packed_epoch(state), remaining);
             }
-            match self.hot.window_state.compare_exchange_weak(
+            match self.central.window_state.compare_exchange_weak(
                 state,
                 state - grant,
                 Ordering::AcqRel,
@@ -97,18 +138,11 @@ impl<C: Curve> OnlineAllocator<C> {
                 Err(now) => state = now,
             }
         };
-        if tokens == 0 {
-            self.hot.abandoned.fetch_add(1, Ordering::Relaxed);
-        }
-        if held < self.hot.refill_below.load(Ordering::Relaxed) {
+        if held < self.central.refill_below.load(Ordering::Relaxed) {
             // Low water: one admission tops the lease up; the others do not wait.
             self.refill(short, 0, false);
         }
-        Ticket {
-            tokens,
-            epoch: self.full_epoch(short),
-            allocator: self.id,
-        }
+        (tokens, short)
     }
 
     /// Asks the ledger for more tokens for the window whose packed epoch is `short`,
@@ -129,9 +163,9 @@ impl<C: Curve> OnlineAllocator<C> {
             }
         };
         // `end_window` takes this lock too, so the window cannot end while it is held.
-        let state = self.hot.window_state.load(Ordering::Acquire);
+        let state = self.central.window_state.load(Ordering::Acquire);
         let held = packed_remaining(state);
-        let low = self.hot.refill_below.load(Ordering::Relaxed);
+        let low = self.central.refill_below.load(Ordering::Relaxed);
         let enough = if wanted > 0 {
             held >= wanted
         } else {
@@ -154,10 +188,12 @@ impl<C: Curve> OnlineAllocator<C> {
             self.ledger.release(window, lease.tokens - accepted);
         }
         leases.leased += accepted;
-        self.hot
+        self.central
             .refill_below
             .store(lease.refill_below, Ordering::Relaxed);
-        self.hot.window_state.fetch_add(accepted, Ordering::AcqRel);
+        self.central
+            .window_state
+            .fetch_add(accepted, Ordering::AcqRel);
         accepted > 0
     }
 }

@@ -4,6 +4,7 @@
 use super::clear::clear_price;
 use super::ledger::ClosedWindow;
 use super::reservoir::SampledQuery;
+use super::shard::{open_tokens, opening, pooled_mark};
 use super::window::{pack, packed_remaining, short_epoch};
 use super::{lock, OnlineAllocator};
 use crate::model::Curve;
@@ -69,24 +70,39 @@ impl<C: Curve> OnlineAllocator<C> {
             super::reservoir::salt(epoch + 1, self.seed),
             Ordering::Relaxed,
         );
+        let short = short_epoch(epoch + 1);
         let closed = self
-            .hot
+            .central
             .window_state
-            .swap(pack(short_epoch(epoch + 1), first), Ordering::AcqRel);
-        self.hot
+            .swap(pack(short, first), Ordering::AcqRel);
+        self.central
             .refill_below
             .store(lease.refill_below, Ordering::Relaxed);
+        // The shards are empty at the start; they are used only when the lease is
+        // final (no low-water mark), for a refill must see every held token run low.
+        let sharded = lease.refill_below == 0;
+        let mut unused = packed_remaining(closed);
+        for shard in &self.shards {
+            let was = shard.state.swap(opening(short, sharded), Ordering::AcqRel);
+            unused += open_tokens(was, short_epoch(epoch));
+        }
+        self.pooled.store(
+            if sharded { 0 } else { pooled_mark(short) },
+            Ordering::Release,
+        );
         let leased = std::mem::replace(&mut leases.leased, first);
         drop(leases);
         if lease.tokens > first {
             self.ledger.release(epoch + 1, lease.tokens - first);
         }
-        let unused = packed_remaining(closed);
         self.ledger.release(epoch, unused);
         let charged = leased.saturating_sub(unused);
-        let arrivals = self.hot.arrivals.swap(0, Ordering::Relaxed);
-        let abandoned = self.hot.abandoned.swap(0, Ordering::Relaxed);
-        let refunded = self.hot.credited.swap(0, Ordering::Relaxed);
+        let (mut arrivals, mut abandoned, mut refunded) = (0, 0, 0);
+        for shard in &self.shards {
+            arrivals += shard.arrivals.swap(0, Ordering::Relaxed);
+            abandoned += shard.abandoned.swap(0, Ordering::Relaxed);
+            refunded += shard.credited.swap(0, Ordering::Relaxed);
+        }
 
         let Clearing {
             weighted,
@@ -98,6 +114,8 @@ impl<C: Curve> OnlineAllocator<C> {
             closed_sample.clear();
             closed_sample.clone_from(&sampler.filling().queries);
             sampler.close_window(arrivals, weighted);
+            // The new window's sample is empty: every arrival is a candidate again.
+            self.sample_ceiling.store(u64::MAX, Ordering::Relaxed);
         }
         let granted = charged + refunded;
         if self.refund_aware && granted > 0 {

@@ -3,7 +3,8 @@
 use super::boundary::Clearing;
 use super::ledger::{BudgetLedger, InProcessLedger};
 use super::reservoir::Sampler;
-use super::window::{pack, HotCounters, MAX_WINDOW_BUDGET};
+use super::shard::{pooled_mark, Shard};
+use super::window::{pack, Central, MAX_WINDOW_BUDGET};
 use super::{Leases, OnlineAllocator};
 use crate::error::{Error, Result, Value};
 use crate::model::{Curve, ShiftedSurge};
@@ -243,6 +244,7 @@ impl<C: Curve> OnlineAllocatorBuilder<C> {
         if first.tokens > held {
             ledger.release(0, first.tokens - held);
         }
+        let sharded = first.refill_below == 0;
         let price = ledger
             .current_price(0)
             .filter(|p| p.is_finite() && *p >= 0.0)
@@ -260,13 +262,15 @@ impl<C: Curve> OnlineAllocatorBuilder<C> {
             samples_per_window: capacity as u64,
             seed: self.seed,
             window_salt: AtomicU64::new(super::reservoir::salt(0, self.seed)),
-            hot: HotCounters {
+            sample_ceiling: AtomicU64::new(u64::MAX),
+            central: Central {
                 window_state: AtomicU64::new(pack(0, held)),
-                arrivals: AtomicU64::new(0),
-                abandoned: AtomicU64::new(0),
-                credited: AtomicU64::new(0),
                 refill_below: AtomicU64::new(first.refill_below),
             },
+            // As `end_window` opens a window: sharded unless the lease has a
+            // low-water mark.
+            shards: std::array::from_fn(|_| Shard::new(0, sharded)),
+            pooled: AtomicU64::new(if sharded { 0 } else { pooled_mark(0) }),
             ledger,
             leases: Mutex::new(Leases { leased: held }),
             sampler: Mutex::new(Sampler::new(self.history_windows, capacity)),

@@ -14,7 +14,9 @@ pub struct Lease {
     pub tokens: u64,
     /// Ask for more once fewer than this many tokens are held (or a request wants
     /// more than is held); 0: do not ask again in this window (the in-process ledger,
-    /// or a spent budget).
+    /// or a spent budget). A window that opens with 0 splits its tokens into
+    /// per-thread shards; one with a low-water mark admits on one word all window
+    /// long, where the allocator sees its held tokens run low.
     pub refill_below: u64,
 }
 
@@ -24,8 +26,8 @@ pub struct Lease {
 ///
 /// # The lease model
 ///
-/// The allocator admits against tokens it *holds* for the current window (the packed
-/// window state), never against a shared counter, so `admit` stays O(1) and lock-free
+/// The allocator admits against tokens it *holds* for the current window (its central
+/// pool and its threads' shards), never against a shared counter, so `admit` stays O(1) and lock-free
 /// whatever the ledger. The ledger hands tokens out in leases:
 ///
 /// 1. At each window's start ([`BudgetLedger::open`]) the allocator receives its first

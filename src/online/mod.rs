@@ -15,8 +15,8 @@
 //! cap "what is left" (SPEC §3 with `cap = remaining`), which may be 0.
 //!
 //! At each window boundary ([`OnlineAllocator::end_window`]) the price is re-cleared
-//! (SPEC §4) against the demand seen in the last few windows: a bounded reservoir
-//! sample of each window's arrivals (Vitter's Algorithm R), each sample standing for
+//! (SPEC §4) against the demand seen in the last few windows: a bounded uniform
+//! sample of each window's arrivals (the arrivals of smallest hash key), each standing for
 //! `arrivals / samples` requests, so that the estimated demand of one window is
 //!
 //! ```text
@@ -70,16 +70,36 @@
 //! # Concurrency
 //!
 //! The allocator is `Send + Sync` (for every curve type); share it behind an `Arc`.
-//! The hot path takes no blocking lock: the price is an `AtomicU64` (the bits of an
-//! `f64`), and the window's epoch and remaining budget are packed into one
-//! `AtomicU64` updated by compare-and-swap, so a reservation and the window it
-//! belongs to change together and a window rollover can never be charged twice. The demand sample sits behind a
-//! `Mutex` that `admit` takes only for the few arrivals the reservoir keeps, and only
-//! if it is free; otherwise the arrival is counted but not sampled, which thins the
-//! sample at random without making any request wait. `end_window` takes the locks;
-//! it runs once per window. A shared ledger's lease refills take one more lock, from
-//! the one admission that finds the held tokens low (the others do not wait), or from
-//! a request that wants more than is held.
+//! Admission takes no blocking lock (but for pooling the shards, once per window at
+//! most), and threads admitting and completing requests on one allocator write no
+//! shared cache line while their shards hold tokens:
+//!
+//! - The window's tokens are split into shards, one per thread (up to 8 shards,
+//!   dealt round-robin; more threads share them), each on a cache line of its own
+//!   with that thread's arrival, abandonment and refund counts. A shard's epoch and
+//!   tokens are packed into one `AtomicU64` updated by compare-and-swap, so a
+//!   reservation and the window it belongs to change together and a window rollover
+//!   can never be charged twice; a refund goes to the completing thread's shard.
+//! - A shard that runs dry takes a slice (at least 1/32) of the window's central
+//!   pool. When the pool cannot cover a request, every shard's tokens go back to the
+//!   pool and the shards close for the rest of the window: from then on, admissions
+//!   and refunds use the pool's one word, so a request is granted less than its best
+//!   response only when the whole window has less left (then the best response under
+//!   that cap), as with one word. Token moves between the pool and the shards take
+//!   the lease lock, which `end_window` takes too, so the window's unused tokens are
+//!   counted exactly; a thread that finds the lock busy admits from the pool instead,
+//!   and waits for the lock only to pool the shards.
+//! - The price is an `AtomicU64` (the bits of an `f64`) read by every admission and
+//!   written once per window. The demand sample sits behind a `Mutex` that `admit`
+//!   takes only for an arrival whose hash key is below the sample's largest, and only
+//!   if it is free; otherwise the arrival is counted but not sampled, which thins the
+//!   sample at random without making any request wait.
+//!
+//! `end_window` takes the locks; it runs once per window. With a shared ledger whose
+//! lease has a low-water mark, the window admits in the pool from its start (the
+//! refill needs the held tokens in one word to see them run low): a lease refill
+//! takes the lease lock, from the one admission that finds the held tokens low (the
+//! others do not wait), or from a request that wants more than is held.
 //!
 //! # Example: a serving loop
 //!
@@ -125,6 +145,7 @@ mod learn;
 mod ledger;
 mod prepared;
 mod reservoir;
+mod shard;
 #[cfg(test)]
 mod test_support;
 mod ticket;
@@ -143,10 +164,11 @@ pub use window::MAX_WINDOW_BUDGET;
 use crate::model::{Curve, ShiftedSurge};
 use boundary::Clearing;
 use reservoir::Sampler;
+use shard::{open_tokens, Shard, SHARDS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use window::{packed_remaining, HotCounters};
+use window::{packed_epoch, packed_remaining, Central};
 
 /// Admission control with a carried shadow price, for a server's lifetime.
 ///
@@ -202,8 +224,19 @@ pub struct OnlineAllocator<C: Curve = ShiftedSurge> {
     /// `mix(window ^ seed)`, the reservoir's hash salt for the current window
     /// (written at each window boundary, read by the arrivals past the first few).
     window_salt: AtomicU64,
-    /// Written by every request: kept off the cache line of the read-mostly price.
-    hot: HotCounters,
+    /// The largest hash key in the filling window's sample once it is full (else
+    /// `u64::MAX`): arrivals with a larger key are not sampled. Written only when the
+    /// sample changes.
+    sample_ceiling: AtomicU64,
+    /// The tokens no shard holds; admissions reach it when their shard runs dry.
+    central: Central,
+    /// Each thread admits against its shard (`shard::shard_index`): written by
+    /// every request, each on a cache line of its own.
+    shards: [Shard; SHARDS],
+    /// `shard::pooled_mark` of the window whose shards are pooled (closed, their
+    /// tokens in `central`), or 0: a request the pool cannot cover pools the shards
+    /// first unless this marks its window.
+    pooled: AtomicU64,
     ledger: Arc<dyn BudgetLedger<C>>,
     /// Taken by a lease refill and by `end_window`, so the two never interleave.
     leases: Mutex<Leases>,
@@ -263,8 +296,17 @@ impl<C: Curve> OnlineAllocator<C> {
 
     /// Tokens the current window can still grant here: what this allocator holds
     /// of the window's budget (all that is left of it with the in-process ledger).
+    ///
+    /// The sum of the central pool and the thread shards, read one after the
+    /// other: exact when no other thread admits or completes meanwhile.
     pub fn remaining(&self) -> u64 {
-        packed_remaining(self.hot.window_state.load(Ordering::Acquire))
+        let pool = self.central.window_state.load(Ordering::Acquire);
+        let short = packed_epoch(pool);
+        self.shards
+            .iter()
+            .map(|shard| open_tokens(shard.state.load(Ordering::Acquire), short))
+            .sum::<u64>()
+            + packed_remaining(pool)
     }
 
     /// The full window count whose low bits are `short`: the latest window at or

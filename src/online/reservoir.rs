@@ -1,6 +1,6 @@
-//! The reservoir of demand samples: a bounded sample of each window's arrivals
-//! (Vitter's Algorithm R), kept for the last `history_windows` windows, from which the
-//! price is re-cleared.
+//! The reservoir of demand samples: a bounded sample of each window's arrivals (the
+//! `k` arrivals of smallest hash key, a uniform sample without replacement), kept for
+//! the last `history_windows` windows, from which the price is re-cleared.
 
 use super::OnlineAllocator;
 use crate::error::Result;
@@ -76,9 +76,51 @@ impl<C: Curve> SampledQuery<C> {
 /// A bounded sample of one window's arrivals.
 #[derive(Debug)]
 pub(super) struct WindowSample<C: Curve> {
+    /// A max-heap on `keys`: the sample's largest key is `keys[0]`.
     pub(super) queries: Vec<SampledQuery<C>>,
+    /// The hash key of each sampled arrival, beside it.
+    keys: Vec<u64>,
     /// All arrivals of the window, sampled or not.
     pub(super) arrivals: u64,
+}
+
+impl<C: Curve> WindowSample<C> {
+    fn swap(&mut self, a: usize, b: usize) {
+        self.keys.swap(a, b);
+        self.queries.swap(a, b);
+    }
+
+    /// Restores the heap order above entry `i`.
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.keys[parent] >= self.keys[i] {
+                break;
+            }
+            self.swap(parent, i);
+            i = parent;
+        }
+    }
+
+    /// Restores the heap order below entry `i`.
+    fn sift_down(&mut self, mut i: usize) {
+        let len = self.keys.len();
+        loop {
+            let (left, right) = (2 * i + 1, 2 * i + 2);
+            let mut largest = i;
+            if left < len && self.keys[left] > self.keys[largest] {
+                largest = left;
+            }
+            if right < len && self.keys[right] > self.keys[largest] {
+                largest = right;
+            }
+            if largest == i {
+                break;
+            }
+            self.swap(i, largest);
+            i = largest;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -96,6 +138,7 @@ impl<C: Curve> Sampler<C> {
         let slots = (0..windows)
             .map(|_| WindowSample {
                 queries: Vec::with_capacity(capacity),
+                keys: Vec::with_capacity(capacity),
                 arrivals: 0,
             })
             .collect();
@@ -106,14 +149,30 @@ impl<C: Curve> Sampler<C> {
         }
     }
 
-    /// Stores `sampled` in the filling window's sample: appended while the sample is
-    /// not full (`slot` is `None`), else over the sample at `slot`.
-    fn store(&mut self, slot: Option<usize>, sampled: SampledQuery<C>, capacity: usize) {
-        let queries = &mut self.slots[self.current].queries;
-        match slot {
-            Some(i) if i < queries.len() => queries[i] = sampled,
-            _ if queries.len() < capacity => queries.push(sampled),
-            _ => {}
+    /// Offers the arrival of hash key `key` to the filling window's sample of room
+    /// for `capacity`: kept (and `sampled` called) while the sample is not full, or
+    /// in place of the largest key when `key` is smaller. Returns the key an arrival
+    /// must now be below to be kept: the largest once the sample is full.
+    fn offer(
+        &mut self,
+        key: u64,
+        sampled: impl FnOnce() -> SampledQuery<C>,
+        capacity: usize,
+    ) -> u64 {
+        let sample = &mut self.slots[self.current];
+        if sample.keys.len() < capacity {
+            sample.keys.push(key);
+            sample.queries.push(sampled());
+            sample.sift_up(sample.keys.len() - 1);
+        } else if sample.keys.first().is_some_and(|&largest| key < largest) {
+            sample.keys[0] = key;
+            sample.queries[0] = sampled();
+            sample.sift_down(0);
+        }
+        if sample.keys.len() < capacity {
+            u64::MAX
+        } else {
+            sample.keys[0]
         }
     }
 
@@ -140,6 +199,7 @@ impl<C: Curve> Sampler<C> {
         self.current = (self.current + 1) % self.slots.len();
         let next = &mut self.slots[self.current];
         next.queries.clear();
+        next.keys.clear();
         next.arrivals = 0;
     }
 }
@@ -159,45 +219,45 @@ pub(super) fn salt(window: u64, seed: u64) -> u64 {
     mix(window ^ seed)
 }
 
-/// `hash` mapped onto `0..=n` by a multiply-high (Lemire 2019): uniform up to a bias
-/// of `n / 2⁶⁴`, without the 64-bit division of `hash mod (n + 1)`.
-fn below(hash: u64, n: u64) -> u64 {
-    ((u128::from(hash) * (u128::from(n) + 1)) >> 64) as u64
-}
-
 impl<C: Curve> OnlineAllocator<C> {
-    /// Algorithm R (Vitter 1985) on the window's arrival number `n` (0-based): the
-    /// first `k` arrivals fill the sample, and arrival `n ≥ k` replaces sample `j` when
-    /// `j`, a hash of `n` mapped onto `0..=n`, falls below `k`, so every arrival ends
-    /// up in the sample with the same probability. Only the arrivals that are stored
-    /// (a share `k / n` of them) take the lock, and only if it is free.
+    /// Bottom-k sampling (priority sampling with equal weights; Cohen & Kaplan 2007):
+    /// every arrival gets a pseudo-random key, a hash of its shard, its number in the
+    /// shard and the window, and the sample keeps the `k` arrivals of smallest key —
+    /// a uniform sample without replacement of the window's arrivals, which, unlike
+    /// Algorithm R, needs no count of all arrivals while the window runs, so the
+    /// shards count their own. An arrival reads the sample's largest key (written
+    /// only when the sample changes, about `k · ln(n / k)` times in `n` arrivals) and
+    /// takes the lock only when its key is below it, and only if the lock is free;
+    /// otherwise it is counted but not sampled, which thins the sample at random.
     #[inline]
-    pub(super) fn sample(&self, arrival: u64, sampled: impl FnOnce() -> SampledQuery<C>) {
-        let capacity = self.samples_per_window;
-        let slot = if arrival < capacity {
-            None
-        } else {
-            let salt = self.window_salt.load(Ordering::Relaxed);
-            let pick = below(mix(arrival ^ salt), arrival);
-            if pick >= capacity {
-                return;
-            }
-            Some(pick as usize)
-        };
-        self.keep(slot, sampled);
+    pub(super) fn sample(
+        &self,
+        shard: usize,
+        arrival: u64,
+        sampled: impl FnOnce() -> SampledQuery<C>,
+    ) {
+        let salt = self.window_salt.load(Ordering::Relaxed);
+        let key = mix(arrival ^ ((shard as u64) << SHARD_SHIFT) ^ salt);
+        if key < self.sample_ceiling.load(Ordering::Relaxed) {
+            self.keep(key, sampled);
+        }
     }
 
-    /// Stores a kept arrival if the sample is free, cloning its curve only then (the
-    /// rare path of [`sample`](Self::sample), out of line so that the common one
-    /// stays small).
+    /// Offers a candidate arrival to the sample if it is free, cloning its curve only
+    /// when it is kept (the rare path of [`sample`](Self::sample), out of line so that
+    /// the common one stays small).
     #[cold]
     #[inline(never)]
-    fn keep(&self, slot: Option<usize>, sampled: impl FnOnce() -> SampledQuery<C>) {
+    fn keep(&self, key: u64, sampled: impl FnOnce() -> SampledQuery<C>) {
         if let Ok(mut sampler) = self.sampler.try_lock() {
-            sampler.store(slot, sampled(), self.samples_per_window as usize);
+            let ceiling = sampler.offer(key, sampled, self.samples_per_window as usize);
+            self.sample_ceiling.store(ceiling, Ordering::Relaxed);
         }
     }
 }
+
+/// Where the shard index goes in a key's hash input, above any arrival number.
+const SHARD_SHIFT: u32 = 56;
 
 #[cfg(test)]
 mod tests {
@@ -261,6 +321,43 @@ mod tests {
         }
         // 10 000 draws, 5 000 expected on each side; the standard deviation is 50.
         assert!(early.abs_diff(late) < 400, "early {early}, late {late}");
+    }
+
+    #[test]
+    fn arrivals_of_every_shard_are_kept_alike() {
+        // Each shard numbers its own arrivals from 0; the keys must still be drawn
+        // alike across shards, or the sample would favour some threads' requests.
+        let online = OnlineAllocator::builder()
+            .tokens_per_window(1_000)
+            .samples_per_window(400)
+            .history_windows(1)
+            .build()
+            .unwrap();
+        let shards = super::super::shard::SHARDS;
+        let mut kept = vec![0usize; shards];
+        for _ in 0..50 {
+            // 8 shards × 500 arrivals, interleaved as concurrent threads would be.
+            for arrival in 0..500 {
+                for shard in 0..shards {
+                    let sampled =
+                        SampledQuery::of(&Query::new(curve(shard as f64, 100.0, 0.9)), 4096);
+                    online.sample(shard, arrival, || sampled);
+                }
+            }
+            {
+                let sampler = lock(&online.sampler);
+                let sample = &sampler.filling().queries;
+                assert_eq!(sample.len(), 400);
+                for q in sample {
+                    kept[q.curve().threshold() as usize] += 1;
+                }
+            }
+            online.end_window();
+        }
+        // 20 000 draws, 2 500 expected per shard; the standard deviation is about 47.
+        for (shard, &n) in kept.iter().enumerate() {
+            assert!(n.abs_diff(2_500) < 300, "shard {shard}: {n} of 20 000");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tickets and refunds: a grant names the window that paid for it, and a request that
 //! stops early returns the unused tokens to that window while it is still open.
 
+use super::shard::{shard_index, Shard, CLOSED};
 use super::window::{pack, packed_epoch, packed_remaining, short_epoch};
 use super::OnlineAllocator;
 use crate::error::{Error, Result};
@@ -140,33 +141,13 @@ impl<C: Curve> OnlineAllocator<C> {
         let unused = ticket.tokens.saturating_sub(tokens_used);
         let mut credited = 0;
         if unused > 0 {
-            let mut state = self.hot.window_state.load(Ordering::Acquire);
-            // The packed epoch changes with every window, so the compare-and-swap
-            // fails if the window ends in between: a refund can only reach the
-            // window that paid for it.
-            while packed_epoch(state) == short_epoch(ticket.epoch)
-                && self.epoch.load(Ordering::Acquire) == ticket.epoch
-            {
-                let remaining = packed_remaining(state) + unused;
-                // A refund returns tokens granted from what this allocator held, so it never
-                // lifts the held tokens above what the window leased (≤ the budget).
-                debug_assert!(remaining <= self.budget, "refund above the budget");
-                let next = pack(packed_epoch(state), remaining.min(self.budget));
-                match self.hot.window_state.compare_exchange_weak(
-                    state,
-                    next,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        credited = unused;
-                        break;
-                    }
-                    Err(now) => state = now,
-                }
-            }
+            let shard = &self.shards[shard_index()];
+            credited = match self.refund_to_shard(shard, &ticket, unused) {
+                Some(credited) => credited,
+                None => self.refund_to_pool(&ticket, unused),
+            };
             if credited > 0 {
-                self.hot.credited.fetch_add(credited, Ordering::Relaxed);
+                shard.credited.fetch_add(credited, Ordering::Relaxed);
             }
         }
         if tokens_used > ticket.tokens {
@@ -177,6 +158,67 @@ impl<C: Curve> OnlineAllocator<C> {
             ));
         }
         Ok(credited)
+    }
+
+    /// Credits `unused` tokens of `ticket` to the completing thread's shard while it
+    /// is open in the ticket's window: `Some(credited)` (0 when the window has
+    /// ended), or `None` when the pool must take them (the shard is closed, or not
+    /// yet moved to the ticket's window by an `end_window` in progress, or would
+    /// reach the closed mark).
+    #[inline]
+    fn refund_to_shard(&self, shard: &Shard, ticket: &Ticket, unused: u64) -> Option<u64> {
+        let mut state = shard.state.load(Ordering::Acquire);
+        loop {
+            let held = packed_remaining(state);
+            if packed_epoch(state) != short_epoch(ticket.epoch)
+                || held == CLOSED
+                || held + unused >= CLOSED
+            {
+                return None;
+            }
+            // The packed epoch changes with every window, so the compare-and-swap
+            // fails if the window ends in between: a refund can only reach the
+            // window that paid for it. The full count rules out a wrapped epoch.
+            if self.epoch.load(Ordering::Acquire) != ticket.epoch {
+                return Some(0);
+            }
+            match shard.state.compare_exchange_weak(
+                state,
+                state + unused,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(unused),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Credits `unused` tokens of `ticket` to the central pool if the ticket's window
+    /// is still open; returns the tokens credited.
+    #[cold]
+    #[inline(never)]
+    fn refund_to_pool(&self, ticket: &Ticket, unused: u64) -> u64 {
+        let mut state = self.central.window_state.load(Ordering::Acquire);
+        while packed_epoch(state) == short_epoch(ticket.epoch)
+            && self.epoch.load(Ordering::Acquire) == ticket.epoch
+        {
+            let remaining = packed_remaining(state) + unused;
+            // A refund returns tokens granted from what this allocator held, so it never
+            // lifts the held tokens above what the window leased (≤ the budget).
+            debug_assert!(remaining <= self.budget, "refund above the budget");
+            let next = pack(packed_epoch(state), remaining.min(self.budget));
+            match self.central.window_state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return unused,
+                Err(now) => state = now,
+            }
+        }
+        0
     }
 }
 

@@ -1,6 +1,7 @@
-//! The packed window state: the window's epoch and the tokens this allocator holds for
-//! it share one `AtomicU64`, so that a reservation and the window it belongs to change
-//! together and a window rollover can never be charged twice.
+//! The packed window state: the window's epoch and tokens held for it (in the central
+//! pool, or in one thread shard) share one `AtomicU64`, so that a reservation and the
+//! window it belongs to change together and a window rollover can never be charged
+//! twice.
 
 use std::sync::atomic::AtomicU64;
 
@@ -40,18 +41,19 @@ pub(super) fn full_epoch(now: u64, short: u64) -> u64 {
     now.saturating_sub(elapsed)
 }
 
-/// The atomics every request writes, on a cache line of their own (128 bytes covers
-/// the adjacent-line prefetch of x86 and the 128-byte lines of Apple silicon).
+/// The central pool of the window: the tokens no shard holds (all of them, once the
+/// shards are pooled), on a cache line of its own (128 bytes covers the
+/// adjacent-line prefetch of x86 and the 128-byte lines of Apple silicon). Admissions
+/// touch it only when their shard runs dry, or for the whole window when the shards
+/// are pooled.
 #[derive(Debug)]
 #[repr(align(128))]
-pub(super) struct HotCounters {
-    /// `epoch (low 24 bits) << 40 | tokens held for the window`.
+pub(super) struct Central {
+    /// `epoch (low 24 bits) << 40 | tokens in the pool`.
     pub(super) window_state: AtomicU64,
-    pub(super) arrivals: AtomicU64,
-    pub(super) abandoned: AtomicU64,
-    pub(super) credited: AtomicU64,
     /// Below this many held tokens an admission asks the ledger for more; 0 (the
-    /// in-process ledger) never asks. Written once per lease, read by every request.
+    /// in-process ledger) never asks. Written once per lease, read by the admissions
+    /// that reach the pool.
     pub(super) refill_below: AtomicU64,
 }
 
