@@ -102,11 +102,6 @@ impl Summary {
         }
     }
 
-    /// Folds in the summary of the queries after these.
-    fn add_summary(&mut self, later: Summary) {
-        *self = self.then(later);
-    }
-
     /// `self` followed by `later`.
     fn then(self, later: Summary) -> Summary {
         let top = if later.top_price > self.top_price {
@@ -265,12 +260,6 @@ impl<B: Bidding> Market<B> {
                 }
                 (summary, point)
             };
-        let add = |mut total: Point, part: Point| {
-            total.funded += part.funded;
-            total.tokens += part.tokens;
-            total.slope += part.slope;
-            total
-        };
         let mut summary = Summary::EMPTY;
         let mut point = Point::empty(log_price, 0);
         #[cfg(feature = "parallel")]
@@ -292,7 +281,7 @@ impl<B: Bidding> Market<B> {
             bids.reserve(funded);
             for ((part_summary, part_point), part_set, part_bids) in parts {
                 summary = summary.then(part_summary);
-                point = add(point, part_point);
+                point = point.then(part_point);
                 set.append(part_set);
                 bids.extend_from_slice(&part_bids);
             }
@@ -305,8 +294,8 @@ impl<B: Bidding> Market<B> {
         bids.reserve(queries.len());
         for (c, part) in queries.chunks(chunks::CHUNK).enumerate() {
             let (part_summary, part_point) = scan_chunk(c * chunks::CHUNK, part, set, bids);
-            summary.add_summary(part_summary);
-            point = add(point, part_point);
+            summary = summary.then(part_summary);
+            point = point.then(part_point);
         }
         self.summarise(summary);
         point
@@ -425,12 +414,7 @@ impl<B: Bidding> Market<B> {
                 }
                 part
             },
-            |mut total, part| {
-                total.funded += part.funded;
-                total.tokens += part.tokens;
-                total.slope += part.slope;
-                total
-            },
+            Point::then,
         )
     }
 }

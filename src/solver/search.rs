@@ -42,6 +42,17 @@ impl Point {
     pub fn price(&self) -> f64 {
         self.log_price.exp()
     }
+
+    /// The demand of these queries and of `later`, at this point's price: counts and
+    /// sums added (in this order, so that chunked sums do not depend on threads).
+    pub fn then(self, later: Point) -> Point {
+        Point {
+            tokens: self.tokens + later.tokens,
+            slope: self.slope + later.slope,
+            funded: self.funded + later.funded,
+            ..self
+        }
+    }
 }
 
 /// A demand function the search can clear: total tokens wanted at a price, non-

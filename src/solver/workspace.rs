@@ -110,11 +110,10 @@ impl<C: Curve> Utilities<C> {
         // A small curve is copied out of its query first: this loop's loads overlap,
         // where the utility's own loop would stall on each scattered query in turn
         // (measured: about a tenth of an allocation of 10⁶ queries).
-        self.curves.clear();
-        self.curves.extend((0..grants.len()).map(|k| {
+        chunks::map_into(grants, &mut self.curves, |k, _| {
             let query = &queries[members.query(k)];
             (query.curve().clone(), query.weight())
-        }));
+        });
         let curves = &self.curves;
         chunks::map_into(grants, &mut self.values, |k, &tokens| {
             let (curve, weight) = &curves[k];
