@@ -18,3 +18,15 @@ mod plain;
 mod request;
 mod response;
 pub mod wire;
+
+/// Internal: for the fuzz targets (`fuzz/`); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads the query object at the start of `input` with the plain reader that large
+    /// requests use, and checks that what it reads is what `serde_json` reads from the
+    /// same bytes (the same fields, numbers equal to the bit, the same end), panicking
+    /// if not. Whether the plain reader read it (otherwise it is left to `serde_json`).
+    pub fn plain_query(input: &[u8]) -> bool {
+        crate::plain::read_as_serde_json_reads(input, 0)
+    }
+}

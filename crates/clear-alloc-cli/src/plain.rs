@@ -131,31 +131,42 @@ fn skip_whitespace(input: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// What `serde_json` reads from the value starting at `input[at]`, and the position
+/// just after it; `None` if it refuses it.
+fn serde_json_read(input: &[u8], at: usize) -> Option<(QueryFields<BorrowedId<'_>>, usize)> {
+    let mut reader = serde_json::Deserializer::from_slice(input.get(at..)?)
+        .into_iter::<QueryFields<BorrowedId<'_>>>();
+    let query = reader.next()?.ok()?;
+    Some((query, at + reader.byte_offset()))
+}
+
+/// Checks the module's contract on `input` from `at`: whatever [`read_query`] reads,
+/// `serde_json` reads too, with the same fields, every number equal to the bit (`Debug`
+/// prints an `f64` so that it reads back to the same bits, and tells `-0.0` from
+/// `0.0`), ending at the same byte. Whether it was read here; panics naming the input
+/// where the two differ. The unit tests and the `plain_query` fuzz target share it.
+pub(crate) fn read_as_serde_json_reads(input: &[u8], at: usize) -> bool {
+    let read = read_query(input, at);
+    if let Some((query, end)) = &read {
+        // Shown only on failure: building it for every input would slow the fuzzing.
+        let shown = || String::from_utf8_lossy(input);
+        let (expected, expected_end) = serde_json_read(input, at)
+            .unwrap_or_else(|| panic!("read here, refused by serde_json: {}", shown()));
+        assert_eq!(format!("{query:?}"), format!("{expected:?}"), "{}", shown());
+        assert_eq!(*end, expected_end, "{}", shown());
+    }
+    read.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    /// What `serde_json` reads from the value at the start of `input`, and where it ends.
-    fn serde_read(input: &[u8]) -> Option<(QueryFields<BorrowedId<'_>>, usize)> {
-        let mut reader =
-            serde_json::Deserializer::from_slice(input).into_iter::<QueryFields<BorrowedId<'_>>>();
-        let query = reader.next()?.ok()?;
-        Some((query, reader.byte_offset()))
-    }
-
-    /// Checks that whatever is read here is what `serde_json` reads (every number to
-    /// the bit: `Debug` tells `-0.0` from `0.0`); whether it was read here.
+    /// Checks [`read_as_serde_json_reads`] on the whole of `input`.
     fn read_as_serde(input: &str) -> bool {
-        let read = read_query(input.as_bytes(), 0);
-        if let Some((query, end)) = &read {
-            let (expected, expected_end) = serde_read(input.as_bytes())
-                .unwrap_or_else(|| panic!("read here, refused by serde_json: {input}"));
-            assert_eq!(format!("{query:?}"), format!("{expected:?}"), "{input}");
-            assert_eq!(*end, expected_end, "{input}");
-        }
-        read.is_some()
+        read_as_serde_json_reads(input.as_bytes(), 0)
     }
 
     #[test]
