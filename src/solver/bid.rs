@@ -250,8 +250,30 @@ impl Bidder {
     /// `weight` must be finite and ≥ 0 and `cap` finite and ≥ 0 (the caller checks).
     #[inline]
     pub(crate) fn new(curve: &ShiftedSurge, weight: f64, cap: f64) -> Bidder {
+        let (scale, solvent_below) = Bidder::scale_and_bound(curve, weight);
+        Bidder::with_scale(curve, weight, cap, scale, solvent_below)
+    }
+
+    /// The marginal's scale `wpβ` and the solvency bound `scale · g(βτ)`.
+    #[inline]
+    fn scale_and_bound(curve: &ShiftedSurge, weight: f64) -> (f64, f64) {
         // Grouped so that a large weight and a small width cannot overflow on the way.
         let scale = weight * (curve.ceiling() * curve.beta());
+        (
+            scale,
+            scale * solvency_bound(curve.beta() * curve.threshold()),
+        )
+    }
+
+    /// [`Bidder::new`] given [`Bidder::scale_and_bound`].
+    #[inline]
+    fn with_scale(
+        curve: &ShiftedSurge,
+        weight: f64,
+        cap: f64,
+        scale: f64,
+        solvent_below: f64,
+    ) -> Bidder {
         let z_cap = curve.z(cap);
         let (cdf_cap, density_cap) = surge_cdf_and_density(z_cap);
         let cap_marginal = scale * density_cap;
@@ -273,7 +295,7 @@ impl Bidder {
             cap_regime_until,
             cap_price,
             cap_marginal,
-            solvent_below: scale * solvency_bound(curve.beta() * curve.threshold()),
+            solvent_below,
         }
     }
 
@@ -292,20 +314,20 @@ impl Bidder {
         price: f64,
         rule: BidRule,
     ) -> Scanned<Bidder> {
-        if rule == BidRule::Rational {
-            let scale = weight * (curve.ceiling() * curve.beta());
-            let solvent_below = scale * solvency_bound(curve.beta() * curve.threshold());
+        let (scale, solvent_below) = Bidder::scale_and_bound(curve, weight);
+        if rule == BidRule::Rational && price >= solvent_below && curve.z(cap) >= 3.0 {
             // The cap's average utility is `weight · ceiling · P(2, z_cap) / cap` with
-            // P(2, z_cap) ≥ 0.8 from z_cap = 3 on.
+            // P(2, z_cap) ≥ 0.8 from z_cap = 3 on: exactly 0 or clearly positive
+            // unless it could underflow.
             let value = weight * curve.ceiling();
             let fundable = if value == 0.0 {
                 Some(false)
+            } else if value / cap >= 1e-300 {
+                Some(true)
             } else {
-                (value / cap >= 1e-300).then_some(true)
+                None
             };
-            if let (true, Some(fundable)) =
-                (price >= solvent_below && curve.z(cap) >= 3.0, fundable)
-            {
+            if let Some(fundable) = fundable {
                 return Scanned::Out {
                     max_price: scale * INV_E,
                     fundable,
@@ -313,7 +335,7 @@ impl Bidder {
                 };
             }
         }
-        let bidder = Bidder::new(curve, weight, cap);
+        let bidder = Bidder::with_scale(curve, weight, cap, scale, solvent_below);
         Scanned::Bid(bidder, bidder.bid_by(price, rule))
     }
 

@@ -150,10 +150,6 @@ impl<B: Bidding> Market<B> {
     /// several threads for a large batch with the `parallel` feature).
     pub fn refill<C: Curve<Bidder = B>>(&mut self, allocator: &Allocator, queries: &[Query<C>]) {
         let rule = allocator.rule;
-        let prepare = |query: &Query<C>| {
-            let cap = allocator.cap_of(query);
-            (query.curve().bidder(query.weight(), cap as f64), cap)
-        };
         self.rule = rule;
         self.bidders.clear();
         self.caps.clear();
@@ -162,6 +158,10 @@ impl<B: Bidding> Market<B> {
         #[cfg(feature = "parallel")]
         if chunks::parallel(queries.len()) {
             use rayon::prelude::*;
+            let prepare = |query: &Query<C>| {
+                let cap = allocator.cap_of(query);
+                (query.curve().bidder(query.weight(), cap as f64), cap)
+            };
             queries
                 .par_iter()
                 .map(prepare)
@@ -184,14 +184,26 @@ impl<B: Bidding> Market<B> {
         if self.bidders.len() != queries.len() {
             self.bidders.reserve(queries.len());
             self.caps.reserve(queries.len());
-            for (index, query) in queries.iter().enumerate() {
-                let (bidder, cap) = prepare(query);
-                summary.add(index, &bidder, cap, rule);
-                self.bidders.push(bidder);
-                self.caps.push(cap);
-            }
+            summary = self.push_each(allocator, queries.iter());
         }
         self.summarise(summary);
+    }
+
+    /// Prepares `queries` one after another onto the market's bidders, and sums them up.
+    fn push_each<'q, C: Curve<Bidder = B> + 'q>(
+        &mut self,
+        allocator: &Allocator,
+        queries: impl Iterator<Item = &'q Query<C>>,
+    ) -> Summary {
+        let mut summary = Summary::EMPTY;
+        for (index, query) in queries.enumerate() {
+            let cap = allocator.cap_of(query);
+            let bidder = query.curve().bidder(query.weight(), cap as f64);
+            summary.add(index, &bidder, cap, allocator.rule);
+            self.bidders.push(bidder);
+            self.caps.push(cap);
+        }
+        summary
     }
 
     fn summarise(&mut self, summary: Summary) {
@@ -325,14 +337,7 @@ impl<B: Bidding> Market<B> {
         stride: usize,
     ) -> Self {
         let mut sample = Market::empty(allocator.rule);
-        let mut summary = Summary::EMPTY;
-        for (k, query) in queries.iter().step_by(stride).enumerate() {
-            let cap = allocator.cap_of(query);
-            let bidder = query.curve().bidder(query.weight(), cap as f64);
-            summary.add(k, &bidder, cap, allocator.rule);
-            sample.bidders.push(bidder);
-            sample.caps.push(cap);
-        }
+        let summary = sample.push_each(allocator, queries.iter().step_by(stride));
         sample.len = sample.bidders.len();
         sample.summarise(summary);
         sample
