@@ -127,15 +127,19 @@ impl Allocation {
         Allocation::assemble(Vec::new(), None, None, None, 0)
     }
 
-    /// Starts over for `n` queries, all abandoned, in the memory already held.
-    pub(super) fn reset(&mut self, n: usize) {
-        const ABANDONED: QueryAllocation = QueryAllocation {
-            tokens: 0,
-            utility: 0.0,
-            decision: Decision::Abandoned,
-        };
-        self.queries.clear();
-        self.queries.resize(n, ABANDONED);
+    /// What a query that gets nothing and was not displaced is.
+    pub(super) const ABANDONED: QueryAllocation = QueryAllocation {
+        tokens: 0,
+        utility: 0.0,
+        decision: Decision::Abandoned,
+    };
+
+    /// Starts over for `n` queries in the memory already held: the results, for the
+    /// caller to write every one of (those kept from the last call hold its values).
+    pub(super) fn resize(&mut self, n: usize) -> &mut [QueryAllocation] {
+        self.queries.truncate(n);
+        self.queries.resize(n, Self::ABANDONED);
+        &mut self.queries
     }
 
     /// Sets the prices and totals once the per-query results are in place; the caller

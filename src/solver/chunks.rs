@@ -14,6 +14,11 @@ pub(super) const CHUNK: usize = 4096;
 #[cfg(feature = "parallel")]
 const PARALLEL_MIN: usize = 32_768;
 
+/// The same for sweeps whose every item costs several W₋₁ evaluations (a query's
+/// abandonment price): worth splitting from fewer items.
+#[cfg(feature = "parallel")]
+const PARALLEL_MIN_COSTLY: usize = 4096;
+
 /// Whether a sweep over `len` items runs on rayon's threads: when it is large and
 /// the pool it would run in (the global one, or the one a caller `install`ed) has more
 /// than one thread.
@@ -21,6 +26,30 @@ const PARALLEL_MIN: usize = 32_768;
 #[inline]
 pub(super) fn parallel(len: usize) -> bool {
     len >= PARALLEL_MIN && rayon::current_num_threads() > 1
+}
+
+/// `out[k] = f(k, &inputs[k])` for every `k`, as [`map_into`], for an `f` that costs
+/// several W₋₁ evaluations, so split across threads from fewer items.
+pub(super) fn map_costly_into<A, T>(
+    inputs: &[A],
+    out: &mut Vec<T>,
+    f: impl Fn(usize, &A) -> T + Sync + Send,
+) where
+    A: Sync,
+    T: Send,
+{
+    #[cfg(feature = "parallel")]
+    if inputs.len() >= PARALLEL_MIN_COSTLY && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        inputs
+            .par_iter()
+            .enumerate()
+            .map(|(k, a)| f(k, a))
+            .collect_into_vec(out);
+        return;
+    }
+    out.clear();
+    out.extend(inputs.iter().enumerate().map(|(k, a)| f(k, a)));
 }
 
 /// Runs `work(offset, inputs, outputs)` on each [`CHUNK`] of `inputs` and the same
@@ -57,6 +86,45 @@ where
         .fold(init, |acc, (k, (a, t))| combine(acc, work(k * CHUNK, a, t)))
 }
 
+/// `work` on each [`CHUNK`] of `inputs`, the results folded with `combine` in chunk
+/// order, starting from `init`: [`fold`] without outputs.
+pub(super) fn reduce<A, R>(
+    inputs: &[A],
+    init: R,
+    work: impl Fn(&[A]) -> R + Sync + Send,
+    combine: impl Fn(R, R) -> R,
+) -> R
+where
+    A: Sync,
+    R: Send,
+{
+    #[cfg(feature = "parallel")]
+    if parallel(inputs.len()) {
+        use rayon::prelude::*;
+        let parts: Vec<R> = inputs.par_chunks(CHUNK).map(&work).collect();
+        return parts.into_iter().fold(init, combine);
+    }
+    inputs
+        .chunks(CHUNK)
+        .fold(init, |acc, part| combine(acc, work(part)))
+}
+
+/// `work(offset, part)` on each [`CHUNK`] of `items`, on rayon's threads when large.
+pub(super) fn for_each_mut<T: Send>(items: &mut [T], work: impl Fn(usize, &mut [T]) + Sync + Send) {
+    #[cfg(feature = "parallel")]
+    if parallel(items.len()) {
+        use rayon::prelude::*;
+        items
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, part)| work(k * CHUNK, part));
+        return;
+    }
+    for (k, part) in items.chunks_mut(CHUNK).enumerate() {
+        work(k * CHUNK, part);
+    }
+}
+
 /// `out[k] = f(k, &inputs[k])` for every `k`, on rayon's threads when large; `out`
 /// keeps its memory when it is large enough already.
 pub(super) fn map_into<A, T>(
@@ -79,20 +147,6 @@ pub(super) fn map_into<A, T>(
     }
     out.clear();
     out.extend(inputs.iter().enumerate().map(|(k, a)| f(k, a)));
-}
-
-/// The `Some` values of `f(k)` for `k` in `0..len`, in order (computed on rayon's
-/// threads when `len` is large).
-pub(super) fn filter_map<T: Send>(
-    len: usize,
-    f: impl Fn(usize) -> Option<T> + Sync + Send,
-) -> Vec<T> {
-    #[cfg(feature = "parallel")]
-    if parallel(len) {
-        use rayon::prelude::*;
-        return (0..len).into_par_iter().filter_map(f).collect();
-    }
-    (0..len).filter_map(f).collect()
 }
 
 #[cfg(test)]
@@ -128,11 +182,25 @@ mod tests {
             ]
         );
         assert!(outputs.iter().zip(&inputs).all(|(y, x)| *y == 2 * x));
+        let sums = reduce(
+            &inputs,
+            Vec::new(),
+            |a| vec![a.iter().sum::<u64>()],
+            |mut acc, part| {
+                acc.extend(part);
+                acc
+            },
+        );
+        let first: u64 = (0..CHUNK as u64).sum();
+        assert_eq!(
+            (sums.len(), sums[0], sums[3]),
+            (4, first, (3 * CHUNK as u64..inputs.len() as u64).sum())
+        );
         let mut mapped = Vec::new();
         map_into(&inputs, &mut mapped, |k, &x| k as u64 + x);
         assert!(mapped.iter().enumerate().all(|(k, &y)| y == 2 * k as u64));
-        let odd = filter_map(inputs.len(), |k| (k % 2 == 1).then_some(k));
-        assert_eq!(odd.len(), inputs.len() / 2);
-        assert!(odd.windows(2).all(|w| w[1] == w[0] + 2));
+        let mut costly = vec![7; 3];
+        map_costly_into(&inputs, &mut costly, |k, &x| k as u64 * x);
+        assert!(costly.iter().enumerate().all(|(k, &y)| y == (k * k) as u64));
     }
 }

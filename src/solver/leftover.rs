@@ -7,8 +7,9 @@
 //! also replaces the least solvent) with the price re-cleared among all — keeping a
 //! move only if the batch's utility rises.
 
-use super::bid::{BidRule, Bidding};
+use super::bid::{Bid, BidRule, Bidding};
 use super::chunks;
+use super::scratch::Scratch;
 use super::search::{Bracket, Point};
 use super::subset::Members;
 use super::{scatter, utility_of, Allocator, Query};
@@ -86,6 +87,8 @@ pub(super) struct Leftover<'a, C: Curve> {
     /// `ln` of the clearing price.
     pub start_log_price: f64,
     pub effort: EdgeEffort,
+    /// Memory for the vectors as long as the members.
+    pub scratch: &'a Scratch,
 }
 
 /// The bids at the ends of the cleared bracket, by position among the members.
@@ -101,6 +104,14 @@ pub(super) struct Ends<'a> {
 pub(super) struct Spent {
     pub plan: Plan,
     pub passes: usize,
+}
+
+impl Plan {
+    /// Gives the plan's long vectors back to `scratch`.
+    fn recycle(self, scratch: &Scratch) {
+        scratch.grants.give(self.grants);
+        scratch.positions.give(self.funded);
+    }
 }
 
 impl<C: Curve> Leftover<'_, C> {
@@ -126,9 +137,11 @@ impl<C: Curve> Leftover<'_, C> {
         let market = self.market;
         let (funded, left_out) = self.funded_set(cleared);
         let (marginal, spent, mut passes) = self.reclear(&funded, Some(cleared.hi_tokens));
-        let mut tokens = vec![0.0; market.len()];
+        let mut tokens = self.scratch.tokens.filled(market.len(), 0.0);
         scatter(&mut tokens, &funded, &spent);
-        let grants = self.allocator.round(&market, &tokens, Some(self.budget));
+        let grants = (self.allocator).round(&market, &tokens, Some(self.budget), self.scratch);
+        self.scratch.tokens.give(tokens);
+        self.scratch.tokens.give(spent);
         let candidates = if self.queries.len() <= EdgeEffort::SMALL_BATCH {
             (0..market.len())
                 .filter(|i| funded.binary_search(i).is_err())
@@ -201,22 +214,30 @@ impl<C: Curve> Leftover<'_, C> {
     fn funded_set(&self, cleared: &Ends) -> (Vec<usize>, Vec<usize>) {
         let market = self.market;
         let n = market.len();
-        let funded = chunks::filter_map(n, |i| (cleared.hi_tokens[i] > 0.0).then_some(i));
-        let Some(lo) = cleared.lo_tokens else {
-            return (funded, Vec::new());
-        };
+        let (hi, lo) = (cleared.hi_tokens, cleared.lo_tokens.unwrap_or(&[]));
         // Only bids that fit the room can be funded; most solvent (highest abandonment
         // price) first among those.
         let mut room = self.budget as f64 - cleared.hi.tokens;
+        let (mut funded, mut fits) = (self.scratch.positions.take(), Vec::new());
         let mut left_out = Vec::new();
-        let mut fitting = Vec::new();
-        for i in (0..n).filter(|&i| cleared.hi_tokens[i] == 0.0 && lo[i] > 0.0) {
-            if lo[i] <= room {
-                fitting.push((market.bidder(i).abandonment_price(), i));
-            } else {
-                left_out.push(i);
+        for i in 0..n {
+            if hi[i] > 0.0 {
+                funded.push(i);
+            } else if lo.get(i).is_some_and(|&bid| bid > 0.0) {
+                if lo[i] <= room {
+                    fits.push(i);
+                } else {
+                    left_out.push(i);
+                }
             }
         }
+        if fits.is_empty() {
+            return (funded, left_out);
+        }
+        let mut fitting = Vec::new();
+        chunks::map_costly_into(&fits, &mut fitting, |_, &i| {
+            (market.bidder(i).abandonment_price(), i)
+        });
         fitting.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut joined = Vec::new();
         for (_, i) in fitting {
@@ -227,9 +248,15 @@ impl<C: Curve> Leftover<'_, C> {
                 left_out.push(i);
             }
         }
+        if joined.is_empty() {
+            return (funded, left_out);
+        }
         // `funded` is in order already: merge the few that joined into it.
         joined.sort_unstable();
-        (merge(&funded, &joined), left_out)
+        let mut merged = self.scratch.positions.take();
+        merge(&funded, &joined, &mut merged);
+        self.scratch.positions.give(funded);
+        (merged, left_out)
     }
 
     /// The queries to try funding on top of the funded set. All of `candidates` when
@@ -291,7 +318,11 @@ impl<C: Curve> Leftover<'_, C> {
         let (market, effort) = (self.market, self.effort);
         let mut passes = 0;
         let mut first_moves = self.edge_moves(plan, &candidates, &mut passes);
-        first_moves.truncate(effort.branches);
+        if first_moves.len() > effort.branches {
+            for (_, other) in first_moves.drain(effort.branches..) {
+                other.recycle(self.scratch);
+            }
+        }
         let mut best: Option<(f64, Plan)> = None;
         // In a small batch every query out of the plan is a candidate again, including
         // one a re-clear has squeezed out; a large batch keeps its short list.
@@ -312,18 +343,24 @@ impl<C: Curve> Leftover<'_, C> {
             for _ in 1..effort.rounds {
                 let left = unfunded(&branch);
                 let moves = self.edge_moves(&branch, &left, &mut passes);
-                let Some((_, next)) = moves.into_iter().next() else {
+                let mut moves = moves.into_iter();
+                let Some((_, next)) = moves.next() else {
                     break;
                 };
-                branch = next;
+                moves.for_each(|(_, other)| other.recycle(self.scratch));
+                std::mem::replace(&mut branch, next).recycle(self.scratch);
             }
             let value = self.total_utility(&branch.grants);
             if value > best.as_ref().map_or(f64::NEG_INFINITY, |b| b.0) {
-                best = Some((value, branch));
+                if let Some((_, worse)) = best.replace((value, branch)) {
+                    worse.recycle(self.scratch);
+                }
+            } else {
+                branch.recycle(self.scratch);
             }
         }
         if let Some((_, better)) = best {
-            *plan = better;
+            std::mem::replace(plan, better).recycle(self.scratch);
         }
         passes
     }
@@ -361,7 +398,7 @@ impl<C: Curve> Leftover<'_, C> {
             let gain = utility_of(self.query(j), leftover_grant)
                 - utility_of(self.query(j), plan.grants[j]);
             if gain > 0.0 && leftover_grant as f64 > market.bidder(j).threshold() {
-                let mut next = plan.clone();
+                let mut next = self.copy(plan);
                 next.grants[j] = leftover_grant;
                 next.funded.push(j);
                 next.edges.push(j);
@@ -372,18 +409,16 @@ impl<C: Curve> Leftover<'_, C> {
                 continue;
             }
             for dropped in [None].into_iter().chain(weakest.map(Some)) {
-                let mut set: Vec<usize> = plan
-                    .funded
-                    .iter()
-                    .copied()
-                    .filter(|&i| Some(i) != dropped)
-                    .collect();
+                let mut set = self.scratch.positions.take();
+                set.extend(plan.funded.iter().copied().filter(|&i| Some(i) != dropped));
                 set.push(j);
                 let (price, spent, extra) = self.reclear(&set, None);
                 *passes += extra;
-                let mut tokens = vec![0.0; market.len()];
+                let mut tokens = self.scratch.tokens.filled(market.len(), 0.0);
                 scatter(&mut tokens, &set, &spent);
-                let mut grants = allocator.round(&market, &tokens, Some(budget));
+                let mut grants = allocator.round(&market, &tokens, Some(budget), self.scratch);
+                self.scratch.tokens.give(tokens);
+                self.scratch.tokens.give(spent);
                 self.give_rest(&mut grants, j);
                 let gain: f64 = set
                     .iter()
@@ -393,33 +428,52 @@ impl<C: Curve> Leftover<'_, C> {
                             - utility_of(self.query(i), plan.grants[i])
                     })
                     .sum();
-                if gain > 0.0 {
-                    let mut next = Plan {
-                        grants,
-                        marginal_price: price,
-                        funded: Vec::with_capacity(set.len()),
-                        edges: plan.edges.clone(),
-                        displaced: plan.displaced.clone(),
-                    };
-                    next.edges.push(j);
-                    next.displaced.retain(|&i| i != j);
-                    // The dropped query, and any the re-clear squeezed to nothing, leave
-                    // the plan (and may come back as candidates).
-                    for &i in set.iter().chain(&dropped) {
-                        if next.grants[i] > 0 {
-                            next.funded.push(i);
-                        } else if next.edges.contains(&i) {
-                            next.edges.retain(|&e| e != i);
-                        } else if !next.displaced.contains(&i) {
-                            next.displaced.push(i);
-                        }
-                    }
-                    moves.push((gain, next));
+                if gain <= 0.0 {
+                    self.scratch.grants.give(grants);
+                    self.scratch.positions.give(set);
+                    continue;
                 }
+                let mut next = Plan {
+                    grants,
+                    marginal_price: price,
+                    funded: self.scratch.positions.take(),
+                    edges: plan.edges.clone(),
+                    displaced: plan.displaced.clone(),
+                };
+                next.edges.push(j);
+                next.displaced.retain(|&i| i != j);
+                // The dropped query, and any the re-clear squeezed to nothing, leave
+                // the plan (and may come back as candidates).
+                for &i in set.iter().chain(&dropped) {
+                    if next.grants[i] > 0 {
+                        next.funded.push(i);
+                    } else if next.edges.contains(&i) {
+                        next.edges.retain(|&e| e != i);
+                    } else if !next.displaced.contains(&i) {
+                        next.displaced.push(i);
+                    }
+                }
+                moves.push((gain, next));
+                self.scratch.positions.give(set);
             }
         }
         moves.sort_by(|a, b| b.0.total_cmp(&a.0));
         moves
+    }
+
+    /// A copy of `plan` whose long vectors are in `scratch`'s memory.
+    fn copy(&self, plan: &Plan) -> Plan {
+        let mut grants = self.scratch.grants.take();
+        grants.extend_from_slice(&plan.grants);
+        let mut funded = self.scratch.positions.take();
+        funded.extend_from_slice(&plan.funded);
+        Plan {
+            grants,
+            marginal_price: plan.marginal_price,
+            funded,
+            edges: plan.edges.clone(),
+            displaced: plan.displaced.clone(),
+        }
     }
 
     /// Hands what the budget has left to query `j`, up to its cap: the re-clear cannot
@@ -451,34 +505,36 @@ impl<C: Curve> Leftover<'_, C> {
         let bidders = &self.market;
         let budget = self.budget as f64;
         let start_log_price = self.start_log_price;
-        let all_caps: f64 = funded.iter().map(|&i| bidders.bidder(i).cap()).sum();
+        // Σ caps (demand at price 0) and the top price (nobody is funded at or above
+        // it), in one sweep.
+        let (all_caps, top) = chunks::reduce(
+            funded,
+            (0.0, 0.0),
+            |part| {
+                part.iter().fold((0.0, 0.0), |(caps, top): (f64, f64), &i| {
+                    let bidder = bidders.bidder(i);
+                    let price = bidder.max_price_under(BidRule::KeepAll);
+                    (caps + bidder.cap(), top.max(price))
+                })
+            },
+            |(caps, top), (more, other)| (caps + more, top.max(other)),
+        );
         if all_caps <= budget {
-            return (
-                0.0,
-                funded.iter().map(|&i| bidders.bidder(i).cap()).collect(),
-                0,
-            );
+            let mut caps = self.scratch.tokens.take();
+            caps.extend(funded.iter().map(|&i| bidders.bidder(i).cap()));
+            return (0.0, caps, 0);
         }
         let demand = |log_price: f64, tokens: &mut [f64]| {
             let price = log_price.exp();
-            let mut point = Point::empty(log_price, funded.len());
-            for (&i, slot) in funded.iter().zip(tokens.iter_mut()) {
-                let bid = bidders.bidder(i).bid_funded(price);
-                *slot = bid.tokens();
-                point.tokens += *slot;
-                point.slope += bid.log_price_slope();
-            }
-            point
+            demand_of(funded, log_price, tokens, |i| {
+                bidders.bidder(i).bid_funded(price)
+            })
         };
-        let top = funded
-            .iter()
-            .map(|&i| bidders.bidder(i).max_price_under(BidRule::KeepAll))
-            .fold(0.0, f64::max);
         let mut bracket = Bracket::new(top, all_caps);
         // The best feasible point so far starts as nothing bought at the top price.
-        let mut best_tokens = vec![0.0; funded.len()];
+        let mut best_tokens = self.scratch.tokens.filled(funded.len(), 0.0);
         let mut best_price = top;
-        let mut current = vec![0.0; funded.len()];
+        let mut current = self.scratch.tokens.filled(funded.len(), 0.0);
         // Rounding hands back up to one granule per funded query, by largest remainder,
         // so the continuous demand need only come within a quarter of that.
         let exact = (0.25 * funded.len() as f64 * allocator.granularity as f64).max(0.25);
@@ -486,18 +542,13 @@ impl<C: Curve> Leftover<'_, C> {
         let mut point = match known {
             Some(known) => {
                 let price = start_log_price.exp();
-                let mut point = Point::empty(start_log_price, funded.len());
-                for (&i, slot) in funded.iter().zip(current.iter_mut()) {
-                    let bid = if known[i] > 0.0 {
+                demand_of(funded, start_log_price, &mut current, |i| {
+                    if known[i] > 0.0 {
                         bidders.bidder(i).funded_bid_at(known[i])
                     } else {
                         bidders.bidder(i).bid_funded(price)
-                    };
-                    *slot = bid.tokens();
-                    point.tokens += *slot;
-                    point.slope += bid.log_price_slope();
-                }
-                point
+                    }
+                })
             }
             None => {
                 passes += 1;
@@ -525,13 +576,42 @@ impl<C: Curve> Leftover<'_, C> {
             point = demand(next, &mut current);
             passes += 1;
         }
+        self.scratch.tokens.give(current);
         (best_price, best_tokens, passes)
     }
 }
 
-/// The sorted union of two sorted, disjoint lists.
-fn merge(a: &[usize], b: &[usize]) -> Vec<usize> {
-    let mut merged = Vec::with_capacity(a.len() + b.len());
+/// The demand of the `funded` members at `e^log_price`, `bid(i)` being member `i`'s
+/// bid there: each bid's tokens written to `tokens` (in the order of `funded`) and
+/// summed chunk by chunk (on several threads for many with the `parallel` feature).
+fn demand_of(
+    funded: &[usize],
+    log_price: f64,
+    tokens: &mut [f64],
+    bid: impl Fn(usize) -> Bid + Sync + Send,
+) -> Point {
+    chunks::fold(
+        funded,
+        tokens,
+        Point::empty(log_price, 0),
+        |_, part, slots| {
+            let mut point = Point::empty(log_price, part.len());
+            for (&i, slot) in part.iter().zip(slots.iter_mut()) {
+                let bid = bid(i);
+                *slot = bid.tokens();
+                point.tokens += *slot;
+                point.slope += bid.log_price_slope();
+            }
+            point
+        },
+        Point::then,
+    )
+}
+
+/// The sorted union of two sorted, disjoint lists, written to `merged`.
+fn merge(a: &[usize], b: &[usize], merged: &mut Vec<usize>) {
+    merged.clear();
+    merged.reserve(a.len() + b.len());
     let (mut j, mut k) = (0, 0);
     while j < a.len() && k < b.len() {
         if a[j] < b[k] {
@@ -544,7 +624,6 @@ fn merge(a: &[usize], b: &[usize]) -> Vec<usize> {
     }
     merged.extend_from_slice(&a[j..]);
     merged.extend_from_slice(&b[k..]);
-    merged
 }
 
 #[cfg(test)]
@@ -557,6 +636,10 @@ mod tests {
     use crate::ShiftedSurge;
 
     type Bidder = crate::solver::Bidder;
+
+    /// Memory the tests' leftover steps share (a pool is safe to share between
+    /// threads).
+    static SCRATCH: Scratch = Scratch::new();
 
     /// Every query of the market as a subset.
     fn everyone(market: &Market<Bidder>) -> Subset<Bidder> {
@@ -586,6 +669,7 @@ mod tests {
             budget,
             start_log_price: (1e-3f64).ln(),
             effort: EdgeEffort::for_batch(market.len()),
+            scratch: &SCRATCH,
         }
     }
 
@@ -635,9 +719,15 @@ mod tests {
 
     #[test]
     fn merging_keeps_order() {
-        assert_eq!(merge(&[1, 4, 9], &[0, 5, 12]), [0, 1, 4, 5, 9, 12]);
-        assert_eq!(merge(&[], &[3]), [3]);
-        assert_eq!(merge(&[2], &[]), [2]);
+        let merged = |a: &[usize], b: &[usize]| {
+            // Whatever the vector held before is gone.
+            let mut out = vec![7, 7];
+            merge(a, b, &mut out);
+            out
+        };
+        assert_eq!(merged(&[1, 4, 9], &[0, 5, 12]), [0, 1, 4, 5, 9, 12]);
+        assert_eq!(merged(&[], &[3]), [3]);
+        assert_eq!(merged(&[2], &[]), [2]);
     }
 
     #[test]
@@ -709,7 +799,7 @@ mod tests {
             let mut buffers = ClearBuffers::default();
             let cleared = allocator.clear(&market, &qs, budget as f64, &mut buffers, None);
             buffers.widen(&market);
-            let at_price = allocator.round(&market, &buffers.hi, Some(budget));
+            let at_price = allocator.round(&market, &buffers.hi, Some(budget), &SCRATCH);
             let step = Leftover {
                 start_log_price: cleared.hi.log_price,
                 ..leftover(&allocator, &qs, &market, &set, budget)

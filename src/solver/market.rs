@@ -227,8 +227,7 @@ impl<B: Bidding> Market<B> {
         allocator: &Allocator,
         queries: &[Query<C>],
         log_price: f64,
-        set: &mut Subset<B>,
-        bids: &mut Vec<f64>,
+        buffers: &mut ClearBuffers<B>,
     ) -> Point {
         debug_assert!(B::COMPACT, "a scan keeps copies of the funded bidders");
         let rule = allocator.rule;
@@ -237,6 +236,13 @@ impl<B: Bidding> Market<B> {
         self.bidders.clear();
         self.caps.clear();
         self.len = queries.len();
+        let ClearBuffers {
+            set,
+            current: bids,
+            #[cfg(feature = "parallel")]
+            parts,
+            ..
+        } = buffers;
         set.clear();
         bids.clear();
         // One chunk: its summary and point, its funded queries appended to `set`.
@@ -277,25 +283,35 @@ impl<B: Bidding> Market<B> {
         #[cfg(feature = "parallel")]
         if chunks::parallel(queries.len()) {
             use rayon::prelude::*;
-            let parts: Vec<_> = queries
+            // Each chunk's funded queries go to a part of its own, kept from call to
+            // call: fresh memory for them on every call cost more page faults than the
+            // second thread saved.
+            let count = queries.len().div_ceil(chunks::CHUNK);
+            if parts.len() < count {
+                parts.resize_with(count, Default::default);
+            }
+            let found: Vec<_> = queries
                 .par_chunks(chunks::CHUNK)
+                .zip(parts[..count].par_iter_mut())
                 .enumerate()
-                .map(|(c, part)| {
-                    let (mut part_set, mut part_bids) = (Subset::default(), Vec::new());
+                .map(|(c, (part, (part_set, part_bids)))| {
+                    part_set.clear();
+                    part_bids.clear();
                     part_set.reserve(part.len());
                     part_bids.reserve(part.len());
-                    let found = scan_chunk(c * chunks::CHUNK, part, &mut part_set, &mut part_bids);
-                    (found, part_set, part_bids)
+                    scan_chunk(c * chunks::CHUNK, part, part_set, part_bids)
                 })
                 .collect();
-            let funded: usize = parts.iter().map(|(_, _, b)| b.len()).sum();
+            let funded: usize = parts[..count].iter().map(|(_, b)| b.len()).sum();
             set.reserve(funded);
             bids.reserve(funded);
-            for ((part_summary, part_point), part_set, part_bids) in parts {
+            for ((part_summary, part_point), (part_set, part_bids)) in
+                found.into_iter().zip(&*parts)
+            {
                 summary = summary.then(part_summary);
                 point = point.then(part_point);
-                set.append(part_set);
-                bids.extend_from_slice(&part_bids);
+                set.extend_from(part_set);
+                bids.extend_from_slice(part_bids);
             }
             self.summarise(summary);
             return point;
@@ -441,6 +457,10 @@ pub(super) struct ClearBuffers<B> {
     pub hi: Vec<f64>,
     /// Bids of the set's members at the infeasible end (empty without one).
     pub lo: Vec<f64>,
+    /// A parallel [`Market::scan`]'s funded queries and their bids, chunk by chunk,
+    /// before they are joined into `set`.
+    #[cfg(feature = "parallel")]
+    parts: Vec<(Subset<B>, Vec<f64>)>,
 }
 
 impl<B: Bidding> Default for ClearBuffers<B> {
@@ -452,6 +472,8 @@ impl<B: Bidding> Default for ClearBuffers<B> {
             current: Vec::new(),
             hi: Vec::new(),
             lo: Vec::new(),
+            #[cfg(feature = "parallel")]
+            parts: Vec::new(),
         }
     }
 }
@@ -660,13 +682,7 @@ impl Allocator {
             return None;
         }
         let start = self.presolve(queries, budget);
-        let point = market.scan(
-            self,
-            queries,
-            start.log_price,
-            &mut buffers.set,
-            &mut buffers.current,
-        );
+        let point = market.scan(self, queries, start.log_price, buffers);
         if point.tokens <= budget || market.top_price < MIN_TOP_PRICE {
             return None;
         }
@@ -867,8 +883,9 @@ mod tests {
             let mut tokens = vec![0.0; qs.len()];
             let pass = prepared.pass(&prepared.bidders, |b| b, log_price, &mut tokens, true);
             let mut scanned = Market::empty(BidRule::Rational);
-            let (mut set, mut bids) = (Subset::default(), Vec::new());
-            let point = scanned.scan(&allocator, &qs, log_price, &mut set, &mut bids);
+            let mut buffers = ClearBuffers::default();
+            let point = scanned.scan(&allocator, &qs, log_price, &mut buffers);
+            let (set, bids) = (&buffers.set, &buffers.current);
             // The same sums, chunk by chunk, slope included.
             assert_eq!(
                 (point.tokens, point.funded, point.slope),

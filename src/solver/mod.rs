@@ -55,6 +55,7 @@ mod leftover;
 mod market;
 mod query;
 mod rounding;
+mod scratch;
 mod search;
 mod subset;
 mod workspace;
@@ -70,6 +71,7 @@ pub use workspace::Workspace;
 
 use leftover::{EdgeEffort, Ends, Leftover, Spent};
 use market::Market;
+use scratch::Scratch;
 use search::LOG_PRICE_FLOOR;
 use subset::{Bidders, Members};
 
@@ -197,12 +199,13 @@ impl Allocator {
 
     /// [`Allocator::allocate`] in the memory of a [`Workspace`]: the allocation is
     /// built in the workspace and lent back (clone it to keep it past the next call).
-    /// Every buffer as long as the batch — the prepared queries, the bids at the
-    /// price bracket's ends, the result — is the workspace's, so a caller that
-    /// allocates at every scheduling step with one workspace touches no fresh memory
-    /// of that size once the workspace has grown to its batches; the leftover step
-    /// still takes a few vectors as long as the funded set. The result is the same as
-    /// [`Allocator::allocate`]'s, bit for bit.
+    /// Every buffer as long as the batch or its funded set — the prepared queries,
+    /// the bids at the price bracket's ends, the leftover step's and rounding's
+    /// vectors, the result — is the workspace's, so a caller that allocates at every
+    /// scheduling step with one workspace touches no fresh memory of that size once
+    /// the workspace has grown to its batches (what is left is a few vectors as long
+    /// as the queries newly solvent inside the final price bracket, a small share).
+    /// The result is the same as [`Allocator::allocate`]'s, bit for bit.
     ///
     /// ```
     /// use clear_alloc::{Allocator, Query, ShiftedSurge, Workspace};
@@ -227,6 +230,7 @@ impl Allocator {
             market,
             clearing,
             utilities,
+            scratch,
             allocation,
         } = workspace;
         let first = self.scan_first(market, queries, budget as f64, clearing);
@@ -246,8 +250,9 @@ impl Allocator {
             // Not scarce: price 0, every query that can use its cap gets it.
             let tokens = clearing.scratch(market.len());
             market.demand(f64::NEG_INFINITY, tokens);
-            let grants = self.round(market, tokens, Some(budget));
-            self.finish(allocation, queries, market, utilities, flat(grants, 0.0, 1));
+            let grants = self.round(market, tokens, Some(budget), scratch);
+            let outcome = flat(grants, 0.0, 1);
+            self.finish(allocation, queries, market, (utilities, scratch), outcome);
             return Ok(allocation);
         }
         market.check_priceable(queries)?;
@@ -263,9 +268,9 @@ impl Allocator {
         if cleared.hi.log_price <= LOG_PRICE_FLOOR + 1.0 {
             // Demand at the lowest representable price fits: more tokens would add less
             // utility than an f64 can hold, so the budget is ample in all but name.
-            let grants = self.round(&members, &clearing.hi, Some(budget));
+            let grants = self.round(&members, &clearing.hi, Some(budget), scratch);
             let outcome = flat(grants, 0.0, cleared.passes);
-            self.finish(allocation, queries, &members, utilities, outcome);
+            self.finish(allocation, queries, &members, (utilities, scratch), outcome);
             return Ok(allocation);
         }
         let leftover = Leftover {
@@ -275,6 +280,7 @@ impl Allocator {
             budget,
             start_log_price: cleared.hi.log_price,
             effort: EdgeEffort::for_batch(market.len()),
+            scratch,
         };
         let ends = Ends {
             hi: cleared.hi,
@@ -282,6 +288,7 @@ impl Allocator {
             lo_tokens: (!clearing.lo.is_empty()).then_some(&clearing.lo[..]),
         };
         let Spent { plan, passes } = leftover.spend(&ends);
+        scratch.positions.give(plan.funded);
         let outcome = Outcome {
             grants: plan.grants,
             edges: plan.edges,
@@ -290,7 +297,7 @@ impl Allocator {
             prices: (cleared.hi.price(), plan.marginal_price),
             passes: cleared.passes + passes,
         };
-        self.finish(allocation, queries, &members, utilities, outcome);
+        self.finish(allocation, queries, &members, (utilities, scratch), outcome);
         Ok(allocation)
     }
 
@@ -319,7 +326,8 @@ impl Allocator {
         let market = Market::prepare(self, queries);
         let mut tokens = vec![0.0; market.len()];
         market.demand(price.ln(), &mut tokens);
-        let grants = self.round(&market, &tokens, None);
+        let scratch = Scratch::new();
+        let grants = self.round(&market, &tokens, None, &scratch);
         let outcome = Outcome {
             grants,
             edges: Vec::new(),
@@ -329,13 +337,8 @@ impl Allocator {
             passes: 1,
         };
         let mut allocation = Allocation::empty();
-        self.finish(
-            &mut allocation,
-            queries,
-            &market,
-            &mut Utilities::default(),
-            outcome,
-        );
+        let memory = (&mut Utilities::default(), &scratch);
+        self.finish(&mut allocation, queries, &market, memory, outcome);
         Ok(allocation)
     }
 }
@@ -354,13 +357,13 @@ impl Allocator {
     /// Per-query results with decisions and utilities, written to `out`: every query
     /// abandoned, then the granted ones (`outcome` by position in `members`) filled
     /// in, their utilities computed (on several threads for many with the `parallel`
-    /// feature) and summed in query order.
+    /// feature) and summed in query order. The grants go back to `scratch`.
     fn finish<C: Curve>(
         &self,
         out: &mut Allocation,
         queries: &[Query<C>],
         members: &(impl Bidders<C::Bidder> + Sync),
-        utilities: &mut Utilities<C>,
+        (utilities, scratch): (&mut Utilities<C>, &Scratch),
         outcome: Outcome,
     ) {
         let Outcome {
@@ -371,27 +374,41 @@ impl Allocator {
             prices,
             passes,
         } = outcome;
-        out.reset(queries.len());
         utilities.compute(queries, members, &grants);
         let utilities = &utilities.values;
-        let (mut total_tokens, mut total_utility) = (0u128, 0.0f64);
-        for (k, (&tokens, &utility)) in grants.iter().zip(utilities.iter()).enumerate() {
-            if tokens == 0 {
-                continue;
+        // Each stretch of the result is written whole, abandoned but for the members
+        // granted there: members are in query order, so a stretch's members are a run
+        // of positions, found by bisection.
+        let results = out.resize(queries.len());
+        chunks::for_each_mut(results, |offset, part| {
+            part.fill(Allocation::ABANDONED);
+            let end = offset + part.len();
+            let mut k = first_member_from(members, grants.len(), offset);
+            while k < grants.len() && members.query(k) < end {
+                let tokens = grants[k];
+                if tokens > 0 {
+                    part[members.query(k) - offset] = QueryAllocation {
+                        tokens,
+                        utility: utilities[k],
+                        decision: if edges.contains(&k) {
+                            Decision::Edge
+                        } else if tokens == members.cap(k) {
+                            Decision::Capped
+                        } else {
+                            Decision::Funded
+                        },
+                    };
+                }
+                k += 1;
             }
-            total_tokens += tokens as u128;
-            total_utility += utility;
-            out.queries[members.query(k)] = QueryAllocation {
-                tokens,
-                utility,
-                decision: if edges.contains(&k) {
-                    Decision::Edge
-                } else if tokens == members.cap(k) {
-                    Decision::Capped
-                } else {
-                    Decision::Funded
-                },
-            };
+        });
+        // Totals in member order, which is query order.
+        let (mut total_tokens, mut total_utility) = (0u128, 0.0f64);
+        for (&tokens, &utility) in grants.iter().zip(utilities.iter()) {
+            if tokens > 0 {
+                total_tokens += tokens as u128;
+                total_utility += utility;
+            }
         }
         // Displaced queries hold no tokens unless a later move funded them again.
         for &k in &displaced {
@@ -406,7 +423,22 @@ impl Allocator {
             passes,
             (total_tokens, total_utility),
         );
+        scratch.grants.give(grants);
     }
+}
+
+/// The first of `len` members (in query order) whose query is `i` or later.
+fn first_member_from<B>(members: &impl Bidders<B>, len: usize, i: usize) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if members.query(mid) < i {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Writes `values[k]` to `out[indices[k]]`.
@@ -464,7 +496,8 @@ mod tests {
             passes: 7,
         };
         let mut a = Allocation::empty();
-        allocator.finish(&mut a, &qs, &market, &mut Utilities::default(), outcome);
+        let memory = (&mut Utilities::default(), &Scratch::new());
+        allocator.finish(&mut a, &qs, &market, memory, outcome);
         let decisions: Vec<Decision> = a.queries().iter().map(|q| q.decision).collect();
         assert_eq!(
             decisions,

@@ -3,6 +3,7 @@
 
 use super::bid::Bidding;
 use super::chunks;
+use super::scratch::Scratch;
 use super::subset::Bidders;
 use super::Allocator;
 
@@ -10,16 +11,18 @@ impl Allocator {
     /// Whole tokens: round down to the granularity and the cap, drop grants that do
     /// not pass the threshold (they buy nothing), then — with a budget — give the
     /// rounding remainder back, one granule each, to the queries that lost the most,
-    /// and enforce `Σ ≤ budget` in integers.
+    /// and enforce `Σ ≤ budget` in integers. The grants and the remainders live in
+    /// `scratch`'s memory.
     pub(super) fn round<B: Bidding>(
         &self,
         market: &(impl Bidders<B> + Sync),
         tokens: &[f64],
         budget: Option<u64>,
+        scratch: &Scratch,
     ) -> Vec<u64> {
         let g = self.granularity;
         let useful = |i: usize, grant: u64| grant as f64 > market.bidder(i).threshold();
-        let mut grants = Vec::new();
+        let mut grants = scratch.grants.take();
         chunks::map_into(tokens, &mut grants, |i, &t| {
             let cap = market.cap(i);
             // A bid at the cap is granted the integer cap: above 2^53 the f64 bid is the
@@ -40,16 +43,35 @@ impl Allocator {
             return grants;
         };
         let budget = budget as u128;
-        let mut used: u128 = grants.iter().map(|&x| x as u128).sum();
+        let mut used: u128 = chunks::reduce(
+            &grants,
+            0,
+            |part| part.iter().map(|&x| x as u128).sum(),
+            |a, b| a + b,
+        );
         if used + g as u128 <= budget {
+            // What each query lost to rounding, where one more granule fits it (and 0
+            // where none does: a loss that counts is positive, as `t > grant`).
             let grants_now = &grants;
-            let mut losers: Vec<(f64, usize)> = chunks::filter_map(grants.len(), |i| {
+            let mut losses = scratch.tokens.take();
+            chunks::map_into(tokens, &mut losses, |i, &t| {
                 let grant = grants_now[i];
                 let more_fits = grant
                     .checked_add(g)
                     .is_some_and(|more| more <= market.cap(i) && useful(i, more));
-                (tokens[i] > grant as f64 && more_fits).then(|| (tokens[i] - grant as f64, i))
+                if t > grant as f64 && more_fits {
+                    t - grant as f64
+                } else {
+                    0.0
+                }
             });
+            let mut losers = scratch.remainders.take();
+            losers.extend(
+                (losses.iter().enumerate())
+                    .filter(|&(_, &loss)| loss > 0.0)
+                    .map(|(i, &loss)| (loss, i)),
+            );
+            scratch.tokens.give(losses);
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
             if k > 0 && k < losers.len() {
                 losers.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
@@ -58,6 +80,7 @@ impl Allocator {
                 grants[i] += g;
                 used += g as u128;
             }
+            scratch.remainders.give(losers);
         }
         // Floating-point sums of huge budgets can round up; take any excess back.
         for grant in grants.iter_mut() {
@@ -109,7 +132,7 @@ mod tests {
         // Caps are rounded down to the granularity when the market is prepared.
         let m = market(&allocator, &[1000, 1000, 200]);
         assert_eq!(m.caps, [992, 992, 192]);
-        let grants = allocator.round(&m, &[150.0, 999.0, 500.0], None);
+        let grants = allocator.round(&m, &[150.0, 999.0, 500.0], None, &Scratch::new());
         assert_eq!(grants, [144, 992, 192]);
         assert!(grants.iter().all(|g| g % 16 == 0));
     }
@@ -119,7 +142,10 @@ mod tests {
         let allocator = Allocator::builder().granularity(64).build().unwrap();
         let m = market(&allocator, &[1000, 1000]);
         // 127 rounds to 64, below the threshold of 100: it buys nothing.
-        assert_eq!(allocator.round(&m, &[127.0, 130.0], None), [0, 128]);
+        assert_eq!(
+            allocator.round(&m, &[127.0, 130.0], None, &Scratch::new()),
+            [0, 128]
+        );
     }
 
     #[test]
@@ -128,7 +154,7 @@ mod tests {
         let m = market(&allocator, &[1000, 1000, 1000]);
         // Rounded down: 200, 300, 400 = 900; budget 920 has room for two granules,
         // which go to the two largest fractional losses (9 and 5, not 1).
-        let grants = allocator.round(&m, &[209.0, 301.0, 405.0], Some(920));
+        let grants = allocator.round(&m, &[209.0, 301.0, 405.0], Some(920), &Scratch::new());
         assert_eq!(grants, [210, 300, 410]);
     }
 
@@ -137,7 +163,12 @@ mod tests {
         let allocator = Allocator::default();
         let m = market(&allocator, &[u64::MAX, u64::MAX]);
         // Float bids can sum past the budget; integers take the excess back.
-        let grants = allocator.round(&m, &[6e18, 6e18], Some(10_000_000_000_000_000_000));
+        let grants = allocator.round(
+            &m,
+            &[6e18, 6e18],
+            Some(10_000_000_000_000_000_000),
+            &Scratch::new(),
+        );
         let sum: u128 = grants.iter().map(|&g| g as u128).sum();
         assert!(sum <= 10_000_000_000_000_000_000);
     }
@@ -149,7 +180,10 @@ mod tests {
         let m = market(&allocator, &[cap]);
         let bid = m.bidders[0].cap();
         assert_eq!(bid as u64, 1 << 53);
-        assert_eq!(allocator.round(&m, &[bid], Some(u64::MAX)), [cap]);
+        assert_eq!(
+            allocator.round(&m, &[bid], Some(u64::MAX), &Scratch::new()),
+            [cap]
+        );
     }
 
     #[test]

@@ -70,10 +70,10 @@ impl<B: Bidding> Subset<B> {
 
     /// Appends the members of `later`, queries after all of this set's.
     #[cfg(feature = "parallel")]
-    pub fn append(&mut self, mut later: Subset<B>) {
-        self.index.append(&mut later.index);
-        self.caps.append(&mut later.caps);
-        self.bidders.append(&mut later.bidders);
+    pub fn extend_from(&mut self, later: &Subset<B>) {
+        self.index.extend_from_slice(&later.index);
+        self.caps.extend_from_slice(&later.caps);
+        self.bidders.extend_from_slice(&later.bidders);
     }
 
     /// Every query of `market`, in order.

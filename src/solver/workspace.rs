@@ -6,6 +6,7 @@
 use super::allocation::Allocation;
 use super::chunks;
 use super::market::{ClearBuffers, Market};
+use super::scratch::Scratch;
 use super::subset::Bidders;
 #[cfg(doc)]
 use super::Allocator;
@@ -13,8 +14,8 @@ use super::{utility_of, weighted_utility, BidRule, Bidding, Query};
 use crate::model::{Curve, ShiftedSurge};
 
 /// Memory for [`Allocator::allocate_with`], kept between calls: the prepared bidders,
-/// the bids at the ends of the price bracket, and the [`Allocation`] itself, which the
-/// call fills and lends back.
+/// the bids at the ends of the price bracket, the leftover step's and rounding's
+/// vectors, and the [`Allocation`] itself, which the call fills and lends back.
 ///
 /// One workspace serves batches of any size and any allocator; it holds no results
 /// that carry over from one call to the next (each call starts afresh), only memory.
@@ -40,6 +41,7 @@ pub struct Workspace<C: Curve = ShiftedSurge> {
     pub(super) market: Market<C::Bidder>,
     pub(super) clearing: ClearBuffers<C::Bidder>,
     pub(super) utilities: Utilities<C>,
+    pub(super) scratch: Scratch,
     pub(super) allocation: Allocation,
 }
 
@@ -50,6 +52,7 @@ impl<C: Curve> Workspace<C> {
             market: Market::empty(BidRule::Rational),
             clearing: ClearBuffers::default(),
             utilities: Utilities::default(),
+            scratch: Scratch::new(),
             allocation: Allocation::empty(),
         }
     }
