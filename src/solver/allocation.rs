@@ -134,12 +134,14 @@ impl Allocation {
         decision: Decision::Abandoned,
     };
 
-    /// Starts over for `n` queries in the memory already held: the results, for the
-    /// caller to write every one of (those kept from the last call hold its values).
-    pub(super) fn resize(&mut self, n: usize) -> &mut [QueryAllocation] {
+    /// Starts over for `n` queries in the memory already held: the results, every
+    /// one [`Allocation::ABANDONED`] from the returned position on, and before it as
+    /// the last call left them, for the caller to write.
+    pub(super) fn resize(&mut self, n: usize) -> (&mut [QueryAllocation], usize) {
+        let stale = self.queries.len().min(n);
         self.queries.truncate(n);
         self.queries.resize(n, Self::ABANDONED);
-        &mut self.queries
+        (&mut self.queries, stale)
     }
 
     /// Sets the prices and totals once the per-query results are in place; the caller

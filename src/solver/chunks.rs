@@ -28,6 +28,31 @@ pub(super) fn parallel(len: usize) -> bool {
     len >= PARALLEL_MIN && rayon::current_num_threads() > 1
 }
 
+/// The positive values of `f(k)` for `k` in `0..len`, each with its `k`, in order,
+/// written to `out`, which keeps its memory (room for all is reserved at once: a
+/// vector grown by doubling leaves the C allocator's heap top to be returned to the
+/// kernel and taken back on every call). On rayon's threads when large, where
+/// `values` (memory of the caller's) first takes every `f(k)`.
+pub(super) fn positive_into(
+    len: usize,
+    out: &mut Vec<(f64, usize)>,
+    values: &mut Vec<f64>,
+    f: impl Fn(usize) -> f64 + Sync + Send,
+) {
+    out.clear();
+    out.reserve(len);
+    #[cfg(feature = "parallel")]
+    if parallel(len) {
+        use rayon::prelude::*;
+        (0..len).into_par_iter().map(&f).collect_into_vec(values);
+        let positive = values.iter().enumerate().filter(|&(_, &v)| v > 0.0);
+        out.extend(positive.map(|(k, &v)| (v, k)));
+        return;
+    }
+    let _ = values;
+    out.extend((0..len).map(|k| (f(k), k)).filter(|&(v, _)| v > 0.0));
+}
+
 /// `out[k] = f(k, &inputs[k])` for every `k`, as [`map_into`], for an `f` that costs
 /// several W₋₁ evaluations, so split across threads from fewer items.
 pub(super) fn map_costly_into<A, T>(
@@ -199,6 +224,10 @@ mod tests {
         let mut mapped = Vec::new();
         map_into(&inputs, &mut mapped, |k, &x| k as u64 + x);
         assert!(mapped.iter().enumerate().all(|(k, &y)| y == 2 * k as u64));
+        let (mut positive, mut values) = (vec![(1.0, 1)], Vec::new());
+        positive_into(inputs.len(), &mut positive, &mut values, |k| k as f64 - 5.0);
+        assert_eq!(positive.len(), inputs.len() - 6);
+        assert_eq!(positive[0], (1.0, 6));
         let mut costly = vec![7; 3];
         map_costly_into(&inputs, &mut costly, |k, &x| k as u64 * x);
         assert!(costly.iter().enumerate().all(|(k, &y)| y == (k * k) as u64));

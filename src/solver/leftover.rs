@@ -139,7 +139,9 @@ impl<C: Curve> Leftover<'_, C> {
         let (marginal, spent, mut passes) = self.reclear(&funded, Some(cleared.hi_tokens));
         let mut tokens = self.scratch.tokens.filled(market.len(), 0.0);
         scatter(&mut tokens, &funded, &spent);
-        let grants = (self.allocator).round(&market, &tokens, Some(self.budget), self.scratch);
+        let grants = self
+            .allocator
+            .round(&market, &tokens, Some(self.budget), self.scratch);
         self.scratch.tokens.give(tokens);
         self.scratch.tokens.give(spent);
         let candidates = if self.queries.len() <= EdgeEffort::SMALL_BATCH {
@@ -219,6 +221,7 @@ impl<C: Curve> Leftover<'_, C> {
         // price) first among those.
         let mut room = self.budget as f64 - cleared.hi.tokens;
         let (mut funded, mut fits) = (self.scratch.positions.take(), Vec::new());
+        funded.reserve(n);
         let mut left_out = Vec::new();
         for i in 0..n {
             if hi[i] > 0.0 {
@@ -428,32 +431,31 @@ impl<C: Curve> Leftover<'_, C> {
                             - utility_of(self.query(i), plan.grants[i])
                     })
                     .sum();
-                if gain <= 0.0 {
-                    self.scratch.grants.give(grants);
-                    self.scratch.positions.give(set);
-                    continue;
-                }
-                let mut next = Plan {
-                    grants,
-                    marginal_price: price,
-                    funded: self.scratch.positions.take(),
-                    edges: plan.edges.clone(),
-                    displaced: plan.displaced.clone(),
-                };
-                next.edges.push(j);
-                next.displaced.retain(|&i| i != j);
-                // The dropped query, and any the re-clear squeezed to nothing, leave
-                // the plan (and may come back as candidates).
-                for &i in set.iter().chain(&dropped) {
-                    if next.grants[i] > 0 {
-                        next.funded.push(i);
-                    } else if next.edges.contains(&i) {
-                        next.edges.retain(|&e| e != i);
-                    } else if !next.displaced.contains(&i) {
-                        next.displaced.push(i);
+                if gain > 0.0 {
+                    let mut next = Plan {
+                        grants,
+                        marginal_price: price,
+                        funded: self.scratch.positions.take(),
+                        edges: plan.edges.clone(),
+                        displaced: plan.displaced.clone(),
+                    };
+                    next.edges.push(j);
+                    next.displaced.retain(|&i| i != j);
+                    // The dropped query, and any the re-clear squeezed to nothing, leave
+                    // the plan (and may come back as candidates).
+                    for &i in set.iter().chain(&dropped) {
+                        if next.grants[i] > 0 {
+                            next.funded.push(i);
+                        } else if next.edges.contains(&i) {
+                            next.edges.retain(|&e| e != i);
+                        } else if !next.displaced.contains(&i) {
+                            next.displaced.push(i);
+                        }
                     }
+                    moves.push((gain, next));
+                } else {
+                    self.scratch.grants.give(grants);
                 }
-                moves.push((gain, next));
                 self.scratch.positions.give(set);
             }
         }

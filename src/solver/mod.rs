@@ -192,7 +192,7 @@ impl Allocator {
     /// depend on their scale). Every other input is valid: a [`Query`] is checked
     /// when it is built.
     pub fn allocate<C: Curve>(&self, queries: &[Query<C>], budget: u64) -> Result<Allocation> {
-        let mut workspace = Workspace::new();
+        let mut workspace = Workspace::one_shot();
         self.allocate_with(&mut workspace, queries, budget)?;
         Ok(workspace.take_allocation())
     }
@@ -326,7 +326,7 @@ impl Allocator {
         let market = Market::prepare(self, queries);
         let mut tokens = vec![0.0; market.len()];
         market.demand(price.ln(), &mut tokens);
-        let scratch = Scratch::new();
+        let scratch = Scratch::one_shot();
         let grants = self.round(&market, &tokens, None, &scratch);
         let outcome = Outcome {
             grants,
@@ -376,13 +376,14 @@ impl Allocator {
         } = outcome;
         utilities.compute(queries, members, &grants);
         let utilities = &utilities.values;
-        // Each stretch of the result is written whole, abandoned but for the members
-        // granted there: members are in query order, so a stretch's members are a run
-        // of positions, found by bisection.
-        let results = out.resize(queries.len());
+        // Each stretch of the result is written whole (once: a stretch new to the
+        // vector is abandoned already), abandoned but for the members granted there:
+        // members are in query order, so a stretch's members are a run of positions,
+        // found by bisection.
+        let (results, stale) = out.resize(queries.len());
         chunks::for_each_mut(results, |offset, part| {
-            part.fill(Allocation::ABANDONED);
             let end = offset + part.len();
+            part[..stale.clamp(offset, end) - offset].fill(Allocation::ABANDONED);
             let mut k = first_member_from(members, grants.len(), offset);
             while k < grants.len() && members.query(k) < end {
                 let tokens = grants[k];

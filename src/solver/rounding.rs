@@ -50,12 +50,13 @@ impl Allocator {
             |a, b| a + b,
         );
         if used + g as u128 <= budget {
-            // What each query lost to rounding, where one more granule fits it (and 0
-            // where none does: a loss that counts is positive, as `t > grant`).
+            // What each query lost to rounding, where one more granule fits it (a
+            // loss that counts is positive, as `t > grant`).
             let grants_now = &grants;
+            let mut losers = scratch.remainders.take();
             let mut losses = scratch.tokens.take();
-            chunks::map_into(tokens, &mut losses, |i, &t| {
-                let grant = grants_now[i];
+            chunks::positive_into(tokens.len(), &mut losers, &mut losses, |i| {
+                let (t, grant) = (tokens[i], grants_now[i]);
                 let more_fits = grant
                     .checked_add(g)
                     .is_some_and(|more| more <= market.cap(i) && useful(i, more));
@@ -65,12 +66,6 @@ impl Allocator {
                     0.0
                 }
             });
-            let mut losers = scratch.remainders.take();
-            losers.extend(
-                (losses.iter().enumerate())
-                    .filter(|&(_, &loss)| loss > 0.0)
-                    .map(|(i, &loss)| (loss, i)),
-            );
             scratch.tokens.give(losses);
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
             if k > 0 && k < losers.len() {

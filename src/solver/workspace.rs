@@ -57,6 +57,15 @@ impl<C: Curve> Workspace<C> {
         }
     }
 
+    /// A workspace for one call: it keeps no leftover-step vectors between its uses
+    /// (see [`Scratch::one_shot`]).
+    pub(super) fn one_shot() -> Self {
+        Workspace {
+            scratch: Scratch::one_shot(),
+            ..Workspace::new()
+        }
+    }
+
     /// The allocation of the latest call (empty before the first), taken out of the
     /// workspace, which keeps the rest of its memory.
     pub fn take_allocation(&mut self) -> Allocation {
