@@ -221,7 +221,6 @@ impl<C: Curve> Leftover<'_, C> {
         // price) first among those.
         let mut room = self.budget as f64 - cleared.hi.tokens;
         let (mut funded, mut fits) = (self.scratch.positions.take(), Vec::new());
-        funded.reserve(n);
         let mut left_out = Vec::new();
         for i in 0..n {
             if hi[i] > 0.0 {
