@@ -139,7 +139,6 @@ impl Allocation {
     /// the last call left them, for the caller to write.
     pub(super) fn resize(&mut self, n: usize) -> (&mut [QueryAllocation], usize) {
         let stale = self.queries.len().min(n);
-        self.queries.truncate(n);
         self.queries.resize(n, Self::ABANDONED);
         (&mut self.queries, stale)
     }

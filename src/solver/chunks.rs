@@ -25,7 +25,15 @@ const PARALLEL_MIN_COSTLY: usize = 4096;
 #[cfg(feature = "parallel")]
 #[inline]
 pub(super) fn parallel(len: usize) -> bool {
-    len >= PARALLEL_MIN && rayon::current_num_threads() > 1
+    parallel_from(len, PARALLEL_MIN)
+}
+
+/// Whether a sweep over `len` items, worth splitting from `min` items, runs on rayon's
+/// threads.
+#[cfg(feature = "parallel")]
+#[inline]
+fn parallel_from(len: usize, min: usize) -> bool {
+    len >= min && rayon::current_num_threads() > 1
 }
 
 /// The positive values of `f(k)` for `k` in `0..len`, each with its `k`, in order,
@@ -64,7 +72,7 @@ pub(super) fn map_costly_into<A, T>(
     T: Send,
 {
     #[cfg(feature = "parallel")]
-    if inputs.len() >= PARALLEL_MIN_COSTLY && rayon::current_num_threads() > 1 {
+    if parallel_from(inputs.len(), PARALLEL_MIN_COSTLY) {
         use rayon::prelude::*;
         inputs
             .par_iter()

@@ -87,7 +87,7 @@ pub(super) struct Leftover<'a, C: Curve> {
     /// `ln` of the clearing price.
     pub start_log_price: f64,
     pub effort: EdgeEffort,
-    /// Memory for the vectors as long as the members.
+    /// Memory for the vectors as long as the members (see [`Scratch`]).
     pub scratch: &'a Scratch,
 }
 
@@ -137,13 +137,13 @@ impl<C: Curve> Leftover<'_, C> {
         let market = self.market;
         let (funded, left_out) = self.funded_set(cleared);
         let (marginal, spent, mut passes) = self.reclear(&funded, Some(cleared.hi_tokens));
-        let mut tokens = self.scratch.tokens.filled(market.len(), 0.0);
+        let mut tokens = self.scratch.bids.filled(market.len(), 0.0);
         scatter(&mut tokens, &funded, &spent);
         let grants = self
             .allocator
             .round(&market, &tokens, Some(self.budget), self.scratch);
-        self.scratch.tokens.give(tokens);
-        self.scratch.tokens.give(spent);
+        self.scratch.bids.give(tokens);
+        self.scratch.bids.give(spent);
         let candidates = if self.queries.len() <= EdgeEffort::SMALL_BATCH {
             (0..market.len())
                 .filter(|i| funded.binary_search(i).is_err())
@@ -222,11 +222,11 @@ impl<C: Curve> Leftover<'_, C> {
         let mut room = self.budget as f64 - cleared.hi.tokens;
         let (mut funded, mut fits) = (self.scratch.positions.take(), Vec::new());
         let mut left_out = Vec::new();
-        for i in 0..n {
-            if hi[i] > 0.0 {
+        for (i, &at_hi) in hi[..n].iter().enumerate() {
+            if at_hi > 0.0 {
                 funded.push(i);
-            } else if lo.get(i).is_some_and(|&bid| bid > 0.0) {
-                if lo[i] <= room {
+            } else if let Some(&bid) = lo.get(i).filter(|&&bid| at_hi == 0.0 && bid > 0.0) {
+                if bid <= room {
                     fits.push(i);
                 } else {
                     left_out.push(i);
@@ -416,11 +416,11 @@ impl<C: Curve> Leftover<'_, C> {
                 set.push(j);
                 let (price, spent, extra) = self.reclear(&set, None);
                 *passes += extra;
-                let mut tokens = self.scratch.tokens.filled(market.len(), 0.0);
+                let mut tokens = self.scratch.bids.filled(market.len(), 0.0);
                 scatter(&mut tokens, &set, &spent);
                 let mut grants = allocator.round(&market, &tokens, Some(budget), self.scratch);
-                self.scratch.tokens.give(tokens);
-                self.scratch.tokens.give(spent);
+                self.scratch.bids.give(tokens);
+                self.scratch.bids.give(spent);
                 self.give_rest(&mut grants, j);
                 let gain: f64 = set
                     .iter()
@@ -521,7 +521,7 @@ impl<C: Curve> Leftover<'_, C> {
             |(caps, top), (more, other)| (caps + more, top.max(other)),
         );
         if all_caps <= budget {
-            let mut caps = self.scratch.tokens.take();
+            let mut caps = self.scratch.bids.take();
             caps.extend(funded.iter().map(|&i| bidders.bidder(i).cap()));
             return (0.0, caps, 0);
         }
@@ -533,9 +533,9 @@ impl<C: Curve> Leftover<'_, C> {
         };
         let mut bracket = Bracket::new(top, all_caps);
         // The best feasible point so far starts as nothing bought at the top price.
-        let mut best_tokens = self.scratch.tokens.filled(funded.len(), 0.0);
+        let mut best_tokens = self.scratch.bids.filled(funded.len(), 0.0);
         let mut best_price = top;
-        let mut current = self.scratch.tokens.filled(funded.len(), 0.0);
+        let mut current = self.scratch.bids.filled(funded.len(), 0.0);
         // Rounding hands back up to one granule per funded query, by largest remainder,
         // so the continuous demand need only come within a quarter of that.
         let exact = (0.25 * funded.len() as f64 * allocator.granularity as f64).max(0.25);
@@ -577,7 +577,7 @@ impl<C: Curve> Leftover<'_, C> {
             point = demand(next, &mut current);
             passes += 1;
         }
-        self.scratch.tokens.give(current);
+        self.scratch.bids.give(current);
         (best_price, best_tokens, passes)
     }
 }

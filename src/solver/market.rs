@@ -458,7 +458,10 @@ pub(super) struct ClearBuffers<B> {
     /// Bids of the set's members at the infeasible end (empty without one).
     pub lo: Vec<f64>,
     /// A parallel [`Market::scan`]'s funded queries and their bids, chunk by chunk,
-    /// before they are joined into `set`.
+    /// before they are joined into `set`. Each part keeps room for a whole chunk, so
+    /// a workspace that served a large batch with the `parallel` feature holds about
+    /// one more copy of the funded queries' bidders (touched memory; the room never
+    /// written is not mapped).
     #[cfg(feature = "parallel")]
     parts: Vec<(Subset<B>, Vec<f64>)>,
 }
@@ -481,7 +484,7 @@ impl<B: Bidding> Default for ClearBuffers<B> {
 impl<B: Bidding> ClearBuffers<B> {
     /// Room for `n` bids in memory the buffers hold, for a single pass over every
     /// query (which overwrites all of them).
-    pub fn scratch(&mut self, n: usize) -> &mut [f64] {
+    pub fn one_pass(&mut self, n: usize) -> &mut [f64] {
         fit(&mut self.all_current, n);
         &mut self.all_current
     }

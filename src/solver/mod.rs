@@ -248,7 +248,7 @@ impl Allocator {
         };
         if market.fundable_caps <= budget as u128 {
             // Not scarce: price 0, every query that can use its cap gets it.
-            let tokens = clearing.scratch(market.len());
+            let tokens = clearing.one_pass(market.len());
             market.demand(f64::NEG_INFINITY, tokens);
             let grants = self.round(market, tokens, Some(budget), scratch);
             let outcome = flat(grants, 0.0, 1);

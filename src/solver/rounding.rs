@@ -11,7 +11,7 @@ impl Allocator {
     /// Whole tokens: round down to the granularity and the cap, drop grants that do
     /// not pass the threshold (they buy nothing), then — with a budget — give the
     /// rounding remainder back, one granule each, to the queries that lost the most,
-    /// and enforce `Σ ≤ budget` in integers. The grants and the remainders live in
+    /// and enforce `Σ ≤ budget` in integers. The grants and the losses live in
     /// `scratch`'s memory.
     pub(super) fn round<B: Bidding>(
         &self,
@@ -53,8 +53,8 @@ impl Allocator {
             // What each query lost to rounding, where one more granule fits it (a
             // loss that counts is positive, as `t > grant`).
             let grants_now = &grants;
-            let mut losers = scratch.remainders.take();
-            let mut losses = scratch.tokens.take();
+            let mut losers = scratch.losers.take();
+            let mut losses = scratch.bids.take();
             chunks::positive_into(tokens.len(), &mut losers, &mut losses, |i| {
                 let (t, grant) = (tokens[i], grants_now[i]);
                 let more_fits = grant
@@ -66,7 +66,7 @@ impl Allocator {
                     0.0
                 }
             });
-            scratch.tokens.give(losses);
+            scratch.bids.give(losses);
             let k = (((budget - used) / g as u128) as usize).min(losers.len());
             if k > 0 && k < losers.len() {
                 losers.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
@@ -75,7 +75,7 @@ impl Allocator {
                 grants[i] += g;
                 used += g as u128;
             }
-            scratch.remainders.give(losers);
+            scratch.losers.give(losers);
         }
         // Floating-point sums of huge budgets can round up; take any excess back.
         for grant in grants.iter_mut() {

@@ -1,5 +1,5 @@
-//! Vectors as long as the funded set that the leftover step and rounding borrow for
-//! one allocation and give back, so that a [`Workspace`](super::Workspace)'s later
+//! Vectors as long as the queries in play that the leftover step and rounding borrow
+//! for one allocation and give back, so that a [`Workspace`](super::Workspace)'s later
 //! calls reuse their memory: fresh memory of that size on every call cost about 2 500
 //! page faults per allocation of 10⁶ queries, a tenth of its time.
 
@@ -58,17 +58,17 @@ impl<T: Clone> Pool<T> {
     }
 }
 
-/// The pools of one workspace, by element type.
+/// The pools of one workspace.
 #[derive(Default)]
 pub(super) struct Scratch {
-    /// Bids by position (tokens as f64).
-    pub tokens: Pool<f64>,
-    /// Whole-token grants.
+    /// Tokens by position as `f64`: bids, and what rounding lost.
+    pub bids: Pool<f64>,
+    /// Whole-token grants by position.
     pub grants: Pool<u64>,
-    /// Positions among the members (funded sets).
+    /// Positions among the queries in play (funded sets).
     pub positions: Pool<usize>,
-    /// Rounding remainders with their positions.
-    pub remainders: Pool<(f64, usize)>,
+    /// Rounding's losers: what each lost, with its position.
+    pub losers: Pool<(f64, usize)>,
 }
 
 impl Scratch {
@@ -89,10 +89,10 @@ impl Scratch {
 
     const fn keeping(most: usize) -> Self {
         Scratch {
-            tokens: Pool::new(most),
+            bids: Pool::new(most),
             grants: Pool::new(most),
             positions: Pool::new(most),
-            remainders: Pool::new(most),
+            losers: Pool::new(most),
         }
     }
 }
