@@ -1,7 +1,8 @@
 //! Many threads on one allocator: prepared and plain admissions, refunds held across
 //! window boundaries and windows ended while the threads run, on budgets small
-//! enough that the threads' shards run dry and are pooled within a window. The books
-//! each thread keeps must match the window reports exactly.
+//! enough that the threads' shards run dry and are pooled within a window; and more
+//! threads than shards, with refunds made on other threads and windows ended by a
+//! timer thread. The books the threads keep must match the window reports exactly.
 
 use clear_alloc::online::{OnlineAllocator, PreparedQuery, Ticket};
 use clear_alloc::{Query, ShiftedSurge};
@@ -9,8 +10,8 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 #[macro_use]
 mod soak_support;
@@ -159,3 +160,108 @@ proptest! {
 }
 
 soak_properties!(threads_sharing_an_allocator_keep_exact_books);
+
+/// What the completing threads and the admitting threads saw, by window: tokens
+/// granted and tokens credited back.
+type Ledger = Arc<Mutex<HashMap<u64, (u64, u64)>>>;
+
+fn complete_into(online: &OnlineAllocator, ticket: Ticket, used: u64, ledger: &Ledger) {
+    let (window, tokens) = (ticket.window(), ticket.tokens());
+    let back = online.complete(ticket, used).unwrap();
+    let mut ledger = ledger.lock().unwrap();
+    let entry = ledger.entry(window).or_default();
+    entry.0 += tokens;
+    entry.1 += back;
+}
+
+/// More admitting threads than shards (so two share one), half the tickets completed
+/// by other threads (so refunds land in other threads' shards), and windows ended by
+/// a thread of their own every 300 µs while the others run: each window still charges
+/// exactly its tickets' grants less their refunds, never more than its budget.
+#[test]
+fn shared_shards_cross_thread_refunds_and_a_window_timer_keep_exact_books() {
+    const ADMITTING: u64 = 12;
+    const REQUESTS: u64 = 1_500;
+    for (round, budget) in [2_000u64, 7_777, 40_000, 100_000].into_iter().enumerate() {
+        let online = Arc::new(
+            OnlineAllocator::builder()
+                .tokens_per_window(budget)
+                .default_cap(2_000)
+                .initial_price(0.0)
+                .samples_per_window(16)
+                .build()
+                .unwrap(),
+        );
+        let ledger: Ledger = Arc::default();
+        let (handoff, tickets) = mpsc::channel::<Ticket>();
+        let tickets = Arc::new(Mutex::new(tickets));
+        let mut threads = Vec::new();
+        for t in 0..ADMITTING {
+            let (online, handoff, ledger) =
+                (Arc::clone(&online), handoff.clone(), Arc::clone(&ledger));
+            threads.push(std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(0x5ba4 + 100 * round as u64 + t);
+                let query = classes()[0].clone();
+                for i in 0..REQUESTS {
+                    let cap = rng.random_range(0..3_000);
+                    let ticket = online.admit(&query.clone().with_cap(cap)).unwrap();
+                    if i % 2 == 0 {
+                        handoff.send(ticket).unwrap();
+                    } else {
+                        let used = rng.random_range(0..=ticket.tokens());
+                        complete_into(&online, ticket, used, &ledger);
+                    }
+                }
+            }));
+        }
+        drop(handoff);
+        for c in 0..3 {
+            let (online, tickets, ledger) = (
+                Arc::clone(&online),
+                Arc::clone(&tickets),
+                Arc::clone(&ledger),
+            );
+            threads.push(std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(0xc0de + c);
+                loop {
+                    let next = tickets.lock().unwrap().recv();
+                    let Ok(ticket) = next else { break };
+                    let used = rng.random_range(0..=ticket.tokens());
+                    complete_into(&online, ticket, used, &ledger);
+                }
+            }));
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let timer = {
+            let (online, done) = (Arc::clone(&online), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut reports = Vec::new();
+                while !done.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                    reports.push(online.end_window());
+                }
+                reports
+            })
+        };
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        let mut reports = timer.join().unwrap();
+        let ledger = ledger.lock().unwrap();
+        let (granted, back) = ledger.get(&online.window()).copied().unwrap_or_default();
+        assert_eq!(
+            online.remaining(),
+            budget - (granted - back),
+            "budget {budget}"
+        );
+        reports.push(online.end_window());
+        for report in &reports {
+            let (granted, back) = ledger.get(&report.window).copied().unwrap_or_default();
+            assert!(report.charged <= budget, "{report:?}");
+            assert_eq!(report.charged, granted - back, "{report:?}");
+        }
+        let arrivals: u64 = reports.iter().map(|r| r.arrivals).sum();
+        assert_eq!(arrivals, ADMITTING * REQUESTS, "budget {budget}");
+    }
+}

@@ -71,13 +71,15 @@ impl<C: Curve> OnlineAllocator<C> {
             Ordering::Relaxed,
         );
         let short = short_epoch(epoch + 1);
+        // Stored before the swap that opens the window, which publishes it: a request
+        // that sees the new window sees its low-water mark too.
+        self.central
+            .refill_below
+            .store(lease.refill_below, Ordering::Relaxed);
         let closed = self
             .central
             .window_state
             .swap(pack(short, first), Ordering::AcqRel);
-        self.central
-            .refill_below
-            .store(lease.refill_below, Ordering::Relaxed);
         // The shards are empty at the start; they are used only when the lease is
         // final (no low-water mark), for a refill must see every held token run low.
         let sharded = lease.refill_below == 0;
@@ -96,6 +98,8 @@ impl<C: Curve> OnlineAllocator<C> {
             self.ledger.release(epoch + 1, lease.tokens - first);
         }
         self.ledger.release(epoch, unused);
+        // Every unused token came from this window's lease.
+        debug_assert!(unused <= leased, "{unused} unused of {leased} leased");
         let charged = leased.saturating_sub(unused);
         let (mut arrivals, mut abandoned, mut refunded) = (0, 0, 0);
         for shard in &self.shards {
