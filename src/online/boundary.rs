@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering;
 ///
 /// `charged` is exact. The counts (`arrivals`, `abandoned`, `refunded`) are statistics:
 /// a call that races with the window boundary may be counted in the neighbouring
-/// window, though their sums over all windows are exact.
+/// window (an arrival before the boundary, its abandonment after it, so one window's
+/// `abandoned` can exceed its `arrivals`), though their sums over all windows are
+/// exact.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowReport {
     /// The window that ended (0-based).

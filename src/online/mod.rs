@@ -298,15 +298,19 @@ impl<C: Curve> OnlineAllocator<C> {
     /// of the window's budget (all that is left of it with the in-process ledger).
     ///
     /// The sum of the central pool and the thread shards, read one after the
-    /// other: exact when no other thread admits or completes meanwhile.
+    /// other: exact when no other thread admits or completes meanwhile. Meanwhile a
+    /// slice moving from the pool to a shard can be read in both, and shards pooled
+    /// back in neither, so the figure is a gauge, clamped to the window's budget.
     pub fn remaining(&self) -> u64 {
         let pool = self.central.window_state.load(Ordering::Acquire);
         let short = packed_epoch(pool);
-        self.shards
+        let held = self
+            .shards
             .iter()
             .map(|shard| open_tokens(shard.state.load(Ordering::Acquire), short))
             .sum::<u64>()
-            + packed_remaining(pool)
+            + packed_remaining(pool);
+        held.min(self.budget)
     }
 
     /// The full window count whose low bits are `short`: the latest window at or
