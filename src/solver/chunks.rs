@@ -11,12 +11,10 @@ pub(super) const CHUNK: usize = 4096;
 
 /// Sweeps over fewer items than this stay on the calling thread: below it, handing
 /// chunks to the pool costs more than it saves (two threads, one W₋₁ per query).
-#[cfg(feature = "parallel")]
 const PARALLEL_MIN: usize = 32_768;
 
 /// The same for sweeps whose every item costs several W₋₁ evaluations (a query's
 /// abandonment price): worth splitting from fewer items.
-#[cfg(feature = "parallel")]
 const PARALLEL_MIN_COSTLY: usize = 4096;
 
 /// Whether a sweep over `len` items runs on rayon's threads: when it is large and
@@ -71,18 +69,7 @@ pub(super) fn map_costly_into<A, T>(
     A: Sync,
     T: Send,
 {
-    #[cfg(feature = "parallel")]
-    if parallel_from(inputs.len(), PARALLEL_MIN_COSTLY) {
-        use rayon::prelude::*;
-        inputs
-            .par_iter()
-            .enumerate()
-            .map(|(k, a)| f(k, a))
-            .collect_into_vec(out);
-        return;
-    }
-    out.clear();
-    out.extend(inputs.iter().enumerate().map(|(k, a)| f(k, a)));
+    map_from(PARALLEL_MIN_COSTLY, inputs, out, f);
 }
 
 /// Runs `work(offset, inputs, outputs)` on each [`CHUNK`] of `inputs` and the same
@@ -168,8 +155,21 @@ pub(super) fn map_into<A, T>(
     A: Sync,
     T: Send,
 {
+    map_from(PARALLEL_MIN, inputs, out, f);
+}
+
+/// [`map_into`], split across threads from `min` items.
+fn map_from<A, T>(
+    min: usize,
+    inputs: &[A],
+    out: &mut Vec<T>,
+    f: impl Fn(usize, &A) -> T + Sync + Send,
+) where
+    A: Sync,
+    T: Send,
+{
     #[cfg(feature = "parallel")]
-    if parallel(inputs.len()) {
+    if parallel_from(inputs.len(), min) {
         use rayon::prelude::*;
         inputs
             .par_iter()
@@ -178,6 +178,8 @@ pub(super) fn map_into<A, T>(
             .collect_into_vec(out);
         return;
     }
+    #[cfg(not(feature = "parallel"))]
+    let _ = min;
     out.clear();
     out.extend(inputs.iter().enumerate().map(|(k, a)| f(k, a)));
 }
