@@ -35,10 +35,9 @@ fn parallel_from(len: usize, min: usize) -> bool {
 }
 
 /// The positive values of `f(k)` for `k` in `0..len`, each with its `k`, in order,
-/// written to `out`, which keeps its memory (room for all is reserved at once: a
-/// vector grown by doubling leaves the C allocator's heap top to be returned to the
-/// kernel and taken back on every call). On rayon's threads when large, where
-/// `values` (memory of the caller's) first takes every `f(k)`.
+/// written to `out`, which keeps its memory (room for all is reserved at once, so it
+/// does not grow by copying). On rayon's threads when large, where `values` (memory
+/// of the caller's) first takes every `f(k)`.
 pub(super) fn positive_into(
     len: usize,
     out: &mut Vec<(f64, usize)>,

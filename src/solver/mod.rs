@@ -378,13 +378,12 @@ impl Allocator {
         let utilities = &utilities.values;
         // Each stretch of the result is written whole (once: a stretch new to the
         // vector is abandoned already), abandoned but for the members granted there:
-        // members are in query order, so a stretch's members are a run of positions,
-        // found by bisection.
+        // members are in query order, so a stretch's members are a run of positions.
         let (results, stale) = out.resize(queries.len());
         chunks::for_each_mut(results, |offset, part| {
             let end = offset + part.len();
             part[..stale.clamp(offset, end) - offset].fill(Allocation::ABANDONED);
-            let mut k = first_member_from(members, grants.len(), offset);
+            let mut k = members.first_from(offset);
             while k < grants.len() && members.query(k) < end {
                 let tokens = grants[k];
                 if tokens > 0 {
@@ -426,20 +425,6 @@ impl Allocator {
         );
         scratch.grants.give(grants);
     }
-}
-
-/// The first of `len` members (in query order) whose query is `i` or later.
-fn first_member_from<B>(members: &impl Bidders<B>, len: usize, i: usize) -> usize {
-    let (mut lo, mut hi) = (0, len);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if members.query(mid) < i {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
 }
 
 /// Writes `values[k]` to `out[indices[k]]`.

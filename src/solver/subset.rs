@@ -161,6 +161,8 @@ impl<'a, B: Bidding> Members<'a, B> {
 pub(super) trait Bidders<B> {
     /// The query at position `k`, as an index into the batch.
     fn query(&self, k: usize) -> usize;
+    /// The first position whose query is `i` or later (positions are in query order).
+    fn first_from(&self, i: usize) -> usize;
     fn bidder(&self, k: usize) -> &B;
     fn cap(&self, k: usize) -> u64;
 }
@@ -168,6 +170,9 @@ pub(super) trait Bidders<B> {
 impl<B: Bidding> Bidders<B> for Market<B> {
     fn query(&self, k: usize) -> usize {
         k
+    }
+    fn first_from(&self, i: usize) -> usize {
+        i.min(self.len())
     }
     #[inline]
     fn bidder(&self, k: usize) -> &B {
@@ -182,6 +187,9 @@ impl<B: Bidding> Bidders<B> for Market<B> {
 impl<B: Bidding> Bidders<B> for Members<'_, B> {
     fn query(&self, k: usize) -> usize {
         Members::query(self, k)
+    }
+    fn first_from(&self, i: usize) -> usize {
+        self.set.index.partition_point(|&q| (q as usize) < i)
     }
     #[inline]
     fn bidder(&self, k: usize) -> &B {
