@@ -114,6 +114,19 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long from `now` (ms) until the window open here ends, windows being `length`
+/// ms: the end of the `open` epoch when that is the next boundary or the one after
+/// it (no more than a window and the early-opening margin away), else the next
+/// boundary (no epoch open yet, or one continued past a clock step back).
+fn wait_until_window_end(now: u128, length: u128, open: Option<u64>) -> Duration {
+    let next = (now / length + 1) * length;
+    let end = open
+        .map(|epoch| (epoch as u128 + 1).saturating_mul(length))
+        .filter(|&end| end >= next && end - now <= length + length / 20)
+        .unwrap_or(next);
+    Duration::from_millis(u64::try_from(end - now).unwrap_or(u64::MAX))
+}
+
 fn unix_millis() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -189,10 +202,15 @@ impl RedisLedger {
 
     /// Time until the wall clock's next window boundary: sleep this long, then call
     /// `end_window` ([`Clock::Wall`] fleets end their windows together this way).
+    /// That is the end of the epoch open here, which is the next boundary's epoch
+    /// when the window was opened a little early (a ledger built or a timer woken
+    /// within a twentieth of a window before a boundary opens the epoch after it).
     pub fn until_next_window(&self) -> Duration {
-        let length = self.window.as_millis().max(1);
-        let into = unix_millis() % length;
-        Duration::from_millis((length - into) as u64)
+        let open = match self.clock {
+            Clock::Wall => lock(&self.state).current_epoch(),
+            Clock::Counted => None,
+        };
+        wait_until_window_end(unix_millis(), self.window.as_millis().max(1), open)
     }
 
     /// Checks that Redis answers.
@@ -412,6 +430,22 @@ mod tests {
             .clock(clock)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn a_timer_waits_for_the_end_of_the_epoch_open_here() {
+        let ms = |d: Duration| d.as_millis();
+        // No epoch open yet, or the one the wall clock is in: the next boundary.
+        assert_eq!(ms(wait_until_window_end(10_300, 1_000, None)), 700);
+        assert_eq!(ms(wait_until_window_end(10_300, 1_000, Some(10))), 700);
+        // Opened 30 ms before the boundary, as the epoch after it (a twentieth of a
+        // window early): its end, not the boundary, else the window just opened
+        // would be ended at once and its epoch opened twice.
+        assert_eq!(ms(wait_until_window_end(10_970, 1_000, Some(11))), 1_030);
+        // An epoch continued past a clock step back, or one far ahead: the next
+        // boundary, as a timer without it would.
+        assert_eq!(ms(wait_until_window_end(10_300, 1_000, Some(9))), 700);
+        assert_eq!(ms(wait_until_window_end(10_300, 1_000, Some(14))), 700);
     }
 
     #[test]
