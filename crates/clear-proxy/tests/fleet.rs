@@ -68,12 +68,16 @@ async fn three_proxies_share_one_window_budget_and_one_price() {
         proxies.push(Arc::new(start(&engine.url(), &toml).await));
     }
     // A new namespace's first window is unfunded (Redis cannot tell it from a lost
-    // one); traffic covers it and the two full windows after it.
+    // one); traffic covers it and the two full windows after it. A proxy built within
+    // a twentieth of a window before a boundary opens the epoch after it (the ledger
+    // looks that far ahead), so the first window may end one boundary later than the
+    // clock says: count from `now` plus that margin.
     let window = Duration::from_secs_f64(WINDOW_S);
     let millis = window.as_millis() as u64;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let into = (now.as_millis() as u64) % millis;
-    let until = Instant::now() + Duration::from_millis(millis - into) + 2 * window;
+    let now = now.as_millis() as u64;
+    let first_end = ((now + millis / 20) / millis + 1) * millis;
+    let until = Instant::now() + Duration::from_millis(first_end - now) + 2 * window;
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let mut clients = Vec::new();
     for (r, proxy) in proxies.iter().enumerate() {
