@@ -1,6 +1,8 @@
-//! The online curve learner: recording one completion (the `complete_with` side of a
-//! request, no refit), and refitting one class from 1 000 completions censored at
-//! their own grants (what `end_window` does per class, off the admit path).
+//! The online curve learner: the curve a request of a named class is admitted on (the
+//! proxy's lookup, by `&str`, beside one `String` made per lookup as a baseline),
+//! recording one completion (the `complete_with` side of a request, no refit), and
+//! refitting one class from 1 000 completions censored at their own grants (what
+//! `end_window` does per class, off the admit path).
 
 use std::hint::black_box;
 
@@ -56,6 +58,17 @@ fn bench(c: &mut Criterion) {
     for done in &data {
         full.observe(0, done).unwrap();
     }
+    let named = CurveLearner::<String>::builder()
+        .prior("math".to_string(), CurvePrior::weak())
+        .build()
+        .unwrap();
+    let class = black_box("math");
+    c.bench_function("learn/curve_to_admit (class by &str)", |b| {
+        b.iter(|| black_box(named.curve_to_admit(class)))
+    });
+    c.bench_function("learn/curve_to_admit (a String per lookup)", |b| {
+        b.iter(|| black_box(named.curve_to_admit(&class.to_string())))
+    });
     c.bench_function("learn/observe (no refit)", |b| {
         let mut i = 0;
         b.iter(|| {

@@ -6,6 +6,7 @@ use crate::fit::likelihood::{ln_granted_lengths, Granted};
 use crate::fit::optimise::maximise_nd;
 use crate::model::ShiftedSurge;
 use crate::prior::ThresholdPrior;
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -331,7 +332,14 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
     }
 
     /// The class's current curve: the last fit, or its prior's curve before any.
-    pub fn curve(&self, class: &K) -> ShiftedSurge {
+    ///
+    /// `class` is any borrowed form of the key, as with [`HashMap::get`]: a `&str`
+    /// for `String` classes, so a lookup allocates nothing.
+    pub fn curve<Q>(&self, class: &Q) -> ShiftedSurge
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lock()
             .get(class)
             .map_or(self.default_prior.curve, |s| s.curve)
@@ -373,11 +381,20 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
     /// assert_eq!(thresholds.iter().filter(|&&t| t < 100.0).count(), 1);
     /// # Ok::<(), clear_alloc::Error>(())
     /// ```
-    pub fn curve_to_admit(&self, class: &K) -> ShiftedSurge {
+    pub fn curve_to_admit<Q>(&self, class: &Q) -> ShiftedSurge
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut classes = self.lock();
-        let state = classes
-            .entry(class.clone())
-            .or_insert_with(|| ClassState::new(self.default_prior));
+        // Looked up before it is inserted: a known class (nearly every request) costs
+        // no owned copy of its key.
+        let state = match classes.get_mut(class) {
+            Some(state) => state,
+            None => classes
+                .entry(class.to_owned())
+                .or_insert_with(|| ClassState::new(self.default_prior)),
+        };
         state.admitted += 1;
         if self.explore_every == 0 || !state.admitted.is_multiple_of(self.explore_every) {
             return state.curve;
@@ -387,7 +404,11 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
     }
 
     /// Completions held for the class.
-    pub fn sample_len(&self, class: &K) -> usize {
+    pub fn sample_len<Q>(&self, class: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lock().get(class).map_or(0, |s| s.records.len())
     }
 

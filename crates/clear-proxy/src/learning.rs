@@ -106,18 +106,18 @@ impl Learning {
 
     /// The class's current completion curve (its prior until it has learned).
     pub fn curve(&self, class: &str) -> ShiftedSurge {
-        self.learner.curve(&class.to_string())
+        self.learner.curve(class)
     }
 
     /// The completion curve to admit the class's next request on: its current one,
     /// or for the exploration share an optimistic one.
     pub fn curve_to_admit(&self, class: &str) -> ShiftedSurge {
-        self.learner.curve_to_admit(&class.to_string())
+        self.learner.curve_to_admit(class)
     }
 
     /// Completions the class's sample holds.
     pub fn sample_len(&self, class: &str) -> usize {
-        self.learner.sample_len(&class.to_string())
+        self.learner.sample_len(class)
     }
 
     /// A granted request of `class` completed: it waits for its feedback.

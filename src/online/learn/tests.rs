@@ -283,3 +283,30 @@ fn exploration_must_be_a_share_below_one() {
         ));
     }
 }
+
+#[test]
+fn string_classes_are_looked_up_by_str_and_a_new_class_keeps_its_count() {
+    let prior = CurvePrior::builder()
+        .curve(ShiftedSurge::new(600.0, 100.0, 0.8).unwrap())
+        .threshold_spread(1.0)
+        .build()
+        .unwrap();
+    let learner = CurveLearner::<String>::builder()
+        .default_prior(prior)
+        .exploration(0.5)
+        .build()
+        .unwrap();
+    assert_eq!(learner.curve("new"), prior.curve());
+    assert_eq!(learner.sample_len("new"), 0);
+    // Every second admission of a class is optimistic; the count lives in the class's
+    // state, so it only turns over if the first admission created that state and the
+    // later ones found it.
+    let thresholds: Vec<f64> = (0..4)
+        .map(|_| learner.curve_to_admit("new").threshold())
+        .collect();
+    let optimistic = 600.0 * (-2.0f64).exp();
+    assert_eq!(thresholds[0], 600.0);
+    assert!((thresholds[1] - optimistic).abs() < 1e-9, "{thresholds:?}");
+    assert_eq!(thresholds[2], 600.0);
+    assert!((thresholds[3] - optimistic).abs() < 1e-9, "{thresholds:?}");
+}
