@@ -16,6 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -87,6 +88,28 @@ fn classify(metrics: &Metrics, error: reqwest::Error, timeout: Duration) -> ApiE
     }
 }
 
+/// One exchange with the engine, bounded by the upstream timeout and cancelled by
+/// shutdown; a failure is counted and turned into the client's error.
+async fn bounded<T>(
+    up: &Upstream,
+    exchange: impl Future<Output = reqwest::Result<T>>,
+) -> Result<T, ApiError> {
+    tokio::select! {
+        result = tokio::time::timeout(up.timeout, exchange) => match result {
+            Err(_) => {
+                up.metrics.upstream_error("timeout");
+                Err(ApiError::timeout(up.timeout))
+            }
+            Ok(Err(e)) => Err(classify(&up.metrics, e, up.timeout)),
+            Ok(Ok(value)) => Ok(value),
+        },
+        _ = cancelled(up.cancel.clone()) => {
+            up.metrics.upstream_error("shutdown");
+            Err(ApiError::shutting_down())
+        }
+    }
+}
+
 /// Sends the request and waits for the response headers.
 async fn send(
     up: &Upstream,
@@ -100,20 +123,7 @@ async fn send(
         .headers(headers)
         .body(body)
         .send();
-    tokio::select! {
-        result = tokio::time::timeout(up.timeout, request) => match result {
-            Err(_) => {
-                up.metrics.upstream_error("timeout");
-                Err(ApiError::timeout(up.timeout))
-            }
-            Ok(Err(e)) => Err(classify(&up.metrics, e, up.timeout)),
-            Ok(Ok(response)) => Ok(response),
-        },
-        _ = cancelled(up.cancel.clone()) => {
-            up.metrics.upstream_error("shutdown");
-            Err(ApiError::shutting_down())
-        }
-    }
+    bounded(up, request).await
 }
 
 /// An engine's error answer: 4xx pass through (the request was wrong for the
@@ -190,20 +200,7 @@ pub async fn forward_once(
             .await
             .map(|r| with_headers(r, extra));
     }
-    let bytes = tokio::select! {
-        result = tokio::time::timeout(up.timeout, response.bytes()) => match result {
-            Err(_) => {
-                up.metrics.upstream_error("timeout");
-                return Err(ApiError::timeout(up.timeout));
-            }
-            Ok(Err(e)) => return Err(classify(&up.metrics, e, up.timeout)),
-            Ok(Ok(bytes)) => bytes,
-        },
-        _ = cancelled(up.cancel.clone()) => {
-            up.metrics.upstream_error("shutdown");
-            return Err(ApiError::shutting_down());
-        }
-    };
+    let bytes = bounded(up, response.bytes()).await?;
     if let Some(mut grant) = grant {
         // Only `usage` and the finish reasons are read; the rest is skipped unparsed.
         let outcome: Option<Outcome> = serde_json::from_slice(&bytes).ok();
@@ -281,7 +278,7 @@ async fn relay(
 ) {
     let mut upstream = response.bytes_stream();
     let mut splitter = EventSplitter::default();
-    let (mut counted, mut usage, mut hit_limit) = (0u64, None, false);
+    let mut tally = Tally::default();
     let cancel = up.cancel.clone();
     let failure: Option<ApiError> = loop {
         let next = tokio::select! {
@@ -302,21 +299,12 @@ async fn relay(
             }
             Ok(None) => {
                 let rest: Vec<Bytes> = splitter.rest().into_iter().collect();
-                let _ = forward_events(
-                    &up,
-                    &tx,
-                    rest,
-                    &mut counted,
-                    &mut usage,
-                    &mut hit_limit,
-                    client_wants_usage,
-                )
-                .await;
+                let _ = tally.forward(&up, &tx, rest, client_wants_usage).await;
                 if let Some(mut grant) = grant.take() {
-                    if hit_limit {
+                    if tally.hit_limit {
                         grant.record_limit();
                     }
-                    grant.finish(usage.unwrap_or(counted));
+                    grant.finish(tally.used());
                 }
                 return;
             }
@@ -329,23 +317,16 @@ async fn relay(
                 }
             },
         };
-        if forward_events(
-            &up,
-            &tx,
-            events,
-            &mut counted,
-            &mut usage,
-            &mut hit_limit,
-            client_wants_usage,
-        )
-        .await
-        .is_err()
+        if tally
+            .forward(&up, &tx, events, client_wants_usage)
+            .await
+            .is_err()
         {
             up.metrics.upstream_error("disconnect");
             break None;
         }
         if let Some(grant) = grant.as_mut() {
-            grant.record_used(usage.unwrap_or(counted));
+            grant.record_used(tally.used());
         }
     };
     if let Some(error) = failure {
@@ -355,30 +336,47 @@ async fn relay(
     drop(grant);
 }
 
-/// Sends events on to the client, reading usage and counting deltas.
-async fn forward_events(
-    up: &Upstream,
-    tx: &mpsc::Sender<Bytes>,
-    events: Vec<Bytes>,
-    counted: &mut u64,
-    usage: &mut Option<u64>,
-    hit_limit: &mut bool,
-    client_wants_usage: bool,
-) -> Result<(), ()> {
-    for event in events {
-        let info = inspect(&event);
-        *counted += info.deltas;
-        if info.usage.is_some() {
-            *usage = info.usage;
-        }
-        if info.hit_limit {
-            up.metrics.censored.inc();
-            *hit_limit = true;
-        }
-        if info.usage_only && !client_wants_usage {
-            continue;
-        }
-        tx.send(event).await.map_err(|_| ())?;
+/// What a relayed stream has told about the tokens it used.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Content deltas seen (one token each, as engines stream them).
+    counted: u64,
+    /// The engine's own count, from its last `usage` event.
+    usage: Option<u64>,
+    /// A choice finished for `length`: the grant cut the answer off.
+    hit_limit: bool,
+}
+
+impl Tally {
+    /// Tokens to charge: the engine's count when it sent one, else the deltas.
+    fn used(&self) -> u64 {
+        self.usage.unwrap_or(self.counted)
     }
-    Ok(())
+
+    /// Sends events on to the client, reading usage and counting deltas. Fails when
+    /// the client has gone away.
+    async fn forward(
+        &mut self,
+        up: &Upstream,
+        tx: &mpsc::Sender<Bytes>,
+        events: Vec<Bytes>,
+        client_wants_usage: bool,
+    ) -> Result<(), mpsc::error::SendError<Bytes>> {
+        for event in events {
+            let info = inspect(&event);
+            self.counted += info.deltas;
+            if info.usage.is_some() {
+                self.usage = info.usage;
+            }
+            if info.hit_limit {
+                up.metrics.censored.inc();
+                self.hit_limit = true;
+            }
+            if info.usage_only && !client_wants_usage {
+                continue;
+            }
+            tx.send(event).await?;
+        }
+        Ok(())
+    }
 }
