@@ -334,7 +334,8 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
     /// The class's current curve: the last fit, or its prior's curve before any.
     ///
     /// `class` is any borrowed form of the key, as with [`HashMap::get`]: a `&str`
-    /// for `String` classes, so a lookup allocates nothing.
+    /// for `String` classes, so a lookup allocates nothing. (As with `HashMap::get`,
+    /// a `&&String` no longer dereferences to the key: pass `name.as_str()`.)
     pub fn curve<Q>(&self, class: &Q) -> ShiftedSurge
     where
         K: Borrow<Q>,
@@ -381,6 +382,10 @@ impl<K: Hash + Eq + Clone> CurveLearner<K> {
     /// assert_eq!(thresholds.iter().filter(|&&t| t < 100.0).count(), 1);
     /// # Ok::<(), clear_alloc::Error>(())
     /// ```
+    ///
+    /// `class` is a borrowed form of the key that can be turned back into one (a
+    /// `&str` for `String` classes); a class not seen before is added with the
+    /// default prior.
     pub fn curve_to_admit<Q>(&self, class: &Q) -> ShiftedSurge
     where
         K: Borrow<Q>,

@@ -200,16 +200,30 @@ pub struct Config {
     pub(crate) learn_exploration: f64,
 }
 
+/// A setting in seconds, from a millisecond to a day: a shorter one would round to a
+/// zero `Duration` (nanoseconds) and spin a timer.
 fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
-    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+    if value.is_finite() && (0.001..=86_400.0).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(ConfigError::new(
             field,
-            format!("must be in (0, 86400] seconds, got {value}"),
+            format!("must be in [0.001, 86400] seconds, got {value}"),
         ))
     }
 }
+
+/// Top-level request fields the proxy reads or writes besides the thinking field.
+const REQUEST_KEYS: [&str; 8] = [
+    "model",
+    "messages",
+    "prompt",
+    "stream",
+    "stream_options",
+    "n",
+    "max_tokens",
+    "max_completion_tokens",
+];
 
 fn base_url(field: &str, url: &str) -> Result<String, ConfigError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
@@ -354,6 +368,17 @@ impl ConfigBuilder {
                         "thinking_field",
                         format!(
                             "must be a dotted path like nvext.max_thinking_tokens, got {path:?}"
+                        ),
+                    ));
+                }
+                // The proxy reads these itself: a thinking budget written into one
+                // would make every request invalid.
+                if REQUEST_KEYS.contains(&parts[0].as_str()) {
+                    return Err(ConfigError::new(
+                        "thinking_field",
+                        format!(
+                            "must not be inside a request field the proxy reads ({}), got {path:?}",
+                            REQUEST_KEYS.join(", ")
                         ),
                     ));
                 }
@@ -592,6 +617,35 @@ mod tests {
                     ..minimal()
                 },
                 "thinking_field",
+            ),
+            (
+                ConfigBuilder {
+                    thinking_field: Some("messages.budget".into()),
+                    ..minimal()
+                },
+                "thinking_field",
+            ),
+            (
+                ConfigBuilder {
+                    thinking_field: Some("max_tokens".into()),
+                    ..minimal()
+                },
+                "thinking_field",
+            ),
+            (
+                // Rounds to a zero Duration.
+                ConfigBuilder {
+                    window: Some(1e-10),
+                    ..minimal()
+                },
+                "window",
+            ),
+            (
+                ConfigBuilder {
+                    upstream_timeout: Some(1e-4),
+                    ..minimal()
+                },
+                "upstream_timeout",
             ),
             (
                 ConfigBuilder {

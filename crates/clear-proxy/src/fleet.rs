@@ -45,13 +45,12 @@ impl LedgerSpec {
             window,
         };
         spec.ledger().map_err(|e| match e {
-            clear_alloc_redis::Error::InvalidOption { option, reason, .. } => {
+            clear_alloc_redis::Error::InvalidOption {
+                option,
+                value,
+                reason,
+            } => {
                 let field = if option == "url" { "ledger" } else { option };
-                let value = if field == "ledger" {
-                    &spec.url
-                } else {
-                    &spec.namespace
-                };
                 ConfigError::new(field, format!("{reason}, got {value:?}"))
             }
             other => ConfigError::new("ledger", other.to_string()),

@@ -63,19 +63,30 @@ async fn three_proxies_share_one_window_budget_and_one_price() {
         "dialect = \"vllm\"\nwindow = {WINDOW_S}\ntokens_per_window = {BUDGET}\nanswer_reserve = 32\n\
          ledger = \"{REDIS_URL}\"\nnamespace = \"{namespace}\"\n"
     );
+    let window = Duration::from_secs_f64(WINDOW_S);
+    let millis = window.as_millis() as u64;
+    let unix_millis = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // The ledger opens the next epoch from a twentieth of a window before a boundary.
+    // Proxies built on both sides of that point would open different first epochs (the
+    // later one funded), so build them well before it.
+    let into = unix_millis() % millis;
+    if into > millis - millis / 20 - millis / 4 {
+        tokio::time::sleep(Duration::from_millis(millis - into + 50)).await;
+    }
     let mut proxies = Vec::new();
     for _ in 0..REPLICAS {
         proxies.push(Arc::new(start(&engine.url(), &toml).await));
     }
     // A new namespace's first window is unfunded (Redis cannot tell it from a lost
-    // one); traffic covers it and the two full windows after it. A proxy built within
-    // a twentieth of a window before a boundary opens the epoch after it (the ledger
-    // looks that far ahead), so the first window may end one boundary later than the
-    // clock says: count from `now` plus that margin.
-    let window = Duration::from_secs_f64(WINDOW_S);
-    let millis = window.as_millis() as u64;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let now = now.as_millis() as u64;
+    // one); traffic covers it and the two full windows after it. Should the builds have
+    // run into the twentieth of a window before a boundary after all, the first epoch is
+    // the next one: count from `now` plus that margin.
+    let now = unix_millis();
     let first_end = ((now + millis / 20) / millis + 1) * millis;
     let until = Instant::now() + Duration::from_millis(first_end - now) + 2 * window;
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
