@@ -511,6 +511,26 @@ mod tests {
     }
 
     #[test]
+    fn settings_in_seconds_run_from_a_millisecond_to_a_day() {
+        for ok in [0.001, 1.5, 86_400.0] {
+            assert_eq!(seconds("window", ok).unwrap(), Duration::from_secs_f64(ok));
+        }
+        for bad in [
+            0.0,
+            0.000_999,
+            1e-10,
+            -1.0,
+            86_400.001,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            let e = seconds("upstream_timeout", bad).unwrap_err();
+            assert_eq!(e.field, "upstream_timeout");
+            assert!(e.reason.contains("[0.001, 86400]"), "{}", e.reason);
+        }
+    }
+
+    #[test]
     fn flags_alone_are_enough() {
         let flags = Flags::try_parse_from([
             "clear-proxy",
