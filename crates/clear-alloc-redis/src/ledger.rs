@@ -114,15 +114,22 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How early (ms) before a boundary of windows `length` ms long a window opens as
+/// the epoch after it: a twentieth of a window, so that a timer that fires a little
+/// early still opens the next epoch.
+fn early_margin(length: u128) -> u128 {
+    length / 20
+}
+
 /// How long from `now` (ms) until the window open here ends, windows being `length`
 /// ms: the end of the `open` epoch when that is the next boundary or the one after
-/// it (no more than a window and the early-opening margin away), else the next
-/// boundary (no epoch open yet, or one continued past a clock step back).
+/// it (no more than a window and the [early margin](early_margin) away), else the
+/// next boundary (no epoch open yet, or one continued past a clock step back).
 fn wait_until_window_end(now: u128, length: u128, open: Option<u64>) -> Duration {
     let next = (now / length + 1) * length;
     let end = open
         .map(|epoch| (epoch as u128 + 1).saturating_mul(length))
-        .filter(|&end| end >= next && end - now <= length + length / 20)
+        .filter(|&end| end >= next && end - now <= length + early_margin(length))
         .unwrap_or(next);
     Duration::from_millis(u64::try_from(end - now).unwrap_or(u64::MAX))
 }
@@ -246,8 +253,7 @@ impl RedisLedger {
             Clock::Counted => window,
             Clock::Wall => {
                 let length = self.window.as_millis().max(1);
-                // A timer that fires a little early still opens the next epoch.
-                let epoch = ((unix_millis() + length / 20) / length) as u64;
+                let epoch = ((unix_millis() + early_margin(length)) / length) as u64;
                 // Never go back (a clock step): continue the current epoch instead.
                 epoch.max(state.current_epoch().unwrap_or(0))
             }
