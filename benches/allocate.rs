@@ -22,18 +22,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 
-/// N queries with thresholds, widths and ceilings spread around the Figure-1 fits.
-fn heterogeneous(n: usize) -> Vec<Query> {
-    let mut rng = StdRng::seed_from_u64(1);
-    (0..n)
-        .map(|_| {
-            let tau = rng.random_range(50.0..900.0);
-            let width = rng.random_range(60.0..400.0);
-            let ceiling = rng.random_range(0.1..1.0);
-            Query::new(ShiftedSurge::new(tau, width, ceiling).unwrap())
-        })
-        .collect()
-}
+#[path = "support/batch.rs"]
+mod batch;
+use batch::heterogeneous;
 
 /// N queries that differ only in threshold (the paper's serving-time setting).
 fn shared_shape(n: usize) -> Vec<Query> {

@@ -14,24 +14,13 @@
 //! asks for it); `cargo run -p clear-alloc --release --example allocate_loop` builds it
 //! without.
 
-use clear_alloc::{Allocator, Query, ShiftedSurge, Workspace};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use clear_alloc::{Allocator, Workspace};
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// N queries drawn as in `benches/allocate.rs` (`heterogeneous`, seed 1).
-fn heterogeneous(n: usize) -> Vec<Query> {
-    let mut rng = StdRng::seed_from_u64(1);
-    (0..n)
-        .map(|_| {
-            let tau = rng.random_range(50.0..900.0);
-            let width = rng.random_range(60.0..400.0);
-            let ceiling = rng.random_range(0.1..1.0);
-            Query::new(ShiftedSurge::new(tau, width, ceiling).expect("valid by construction"))
-        })
-        .collect()
-}
+#[path = "../benches/support/batch.rs"]
+mod batch;
+use batch::heterogeneous;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,7 +56,9 @@ fn main() -> ExitCode {
                 .allocate(&queries, budget)
                 .map(|a| a.total_tokens())
         } else {
-            (allocator.allocate_with(&mut workspace, &queries, budget)).map(|a| a.total_tokens())
+            allocator
+                .allocate_with(&mut workspace, &queries, budget)
+                .map(|a| a.total_tokens())
         };
         times.push(start.elapsed().as_secs_f64() * 1e3);
         if let Err(e) = tokens {
